@@ -126,9 +126,8 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed when the block exits cleanly."""
         if self.dialect == "sqlite":
-            async with self._write_lock:
-                async with self._writes() as session, session.begin():
-                    yield session
+            async with self._write_lock, self._writes() as session, session.begin():
+                yield session
         else:
             async with self._writes() as session, session.begin():
                 yield session

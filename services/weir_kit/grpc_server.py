@@ -58,10 +58,7 @@ class WeirInterceptor(grpc.aio.ServerInterceptor):
         return _wrap(handler, method, denied)
 
     def _authorized(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
-        for key, value in metadata or ():
-            if key == "authorization" and value == f"Bearer {self._api_key}":
-                return True
-        return False
+        return any(key == "authorization" and value == f"Bearer {self._api_key}" for key, value in metadata or ())
 
 
 def _wrap(handler: grpc.RpcMethodHandler, method: str, denied: bool) -> grpc.RpcMethodHandler:

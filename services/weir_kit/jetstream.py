@@ -74,14 +74,15 @@ class EmbeddedNats:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         log_file.close()
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.process.returncode}; see {self.store_dir}/nats-server.log")
+                code = self.process.returncode
+                raise RuntimeError(f"nats-server exited with {code}; see {self.store_dir}/nats-server.log")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return self.url
@@ -109,7 +110,7 @@ async def connect(url: str, *, name: str = "weir") -> NatsClient:
         log.debug("nats: %s", exc)
 
     async def _disconnected() -> None:
-        log.warning("nats: disconnected from %s", url)
+        log.info("nats: disconnected from %s", url)
 
     async def _reconnected() -> None:
         log.info("nats: reconnected to %s", url)

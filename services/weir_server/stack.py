@@ -1,0 +1,157 @@
+"""A running set of Weir services in one process.
+
+``weir server start`` hosts all five services on one gRPC port (plus the
+gateway); ``weir service NAME`` hosts one. Both go through :class:`Stack`, so
+the embedded default and the distributed deployment share every code path:
+the same databases, migrations, outbox relays and NATS JetStream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from weir_kit.clock import Clock, utcnow
+from weir_kit.db import Database
+from weir_kit.grpc_server import GrpcServer
+from weir_kit.jetstream import EmbeddedNats, Nats
+from weir_kit.migrations import upgrade
+from weir_kit.outbox import Outbox, OutboxRelay
+from weir_kit.runtime import ServiceContext, ServiceRuntime
+from weir_kit.settings import KitSettings
+from weir_server.registry import SERVICES, load
+
+log = logging.getLogger("weir.server")
+
+
+@dataclass
+class HostedService:
+    name: str
+    db: Database
+    outbox: Outbox
+    relay: OutboxRelay
+    runtime: ServiceRuntime
+
+
+@dataclass
+class Stack:
+    settings: KitSettings
+    services: Sequence[str] = tuple(SERVICES)
+    #: Serve the REST gateway on ``settings.http_port`` too.
+    http: bool = True
+    clock: Clock = utcnow
+    hosted: list[HostedService] = field(default_factory=list)
+    embedded_nats: EmbeddedNats | None = None
+    nats: Nats | None = None
+    grpc: GrpcServer | None = None
+    grpc_port: int = 0
+    http_port: int = 0
+    nats_url: str = ""
+    ready_seconds: float = 0.0
+    _gateway: Any = None
+    _gateway_task: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.grpc_host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.settings.grpc_host}:{self.http_port}"
+
+    async def start(self) -> None:
+        started = time.perf_counter()
+        definitions = [load(name) for name in self.services]
+        if self.settings.nats_url:
+            self.nats_url = self.settings.nats_url
+        else:
+            self.embedded_nats = EmbeddedNats(self.settings.home / "nats")
+            self.nats_url = await asyncio.to_thread(self.embedded_nats.start)
+        try:
+            self.nats = await Nats.open(self.nats_url, self.settings, name="weir-server")
+            dbs = [Database(self.settings, d.name) for d in definitions]
+            # One after another: Alembic's `context` is process-global, so upgrades cannot interleave.
+            for db, definition in zip(dbs, definitions, strict=True):
+                await upgrade(db, definition.migrations)
+            self.grpc = GrpcServer(self.settings)
+            for definition, db in zip(definitions, dbs, strict=True):
+                outbox = Outbox(definition.metadata.tables["outbox"], db, self.settings)
+                relay = OutboxRelay(outbox, self.nats, self.settings)
+                ctx = ServiceContext(settings=self.settings, db=db, nats=self.nats, outbox=outbox, clock=self.clock)
+                runtime = definition.build(ctx)
+                runtime.register(self.grpc.server)
+                self.grpc.add_service_names(runtime.grpc_service_names)
+                self.hosted.append(HostedService(definition.name, db, outbox, relay, runtime))
+            self.grpc_port = await self.grpc.start()
+            for hosted in self.hosted:
+                await hosted.runtime.start()
+                hosted.relay.start()
+            await self.grpc.set_serving(True)
+            await self._wait_healthy()
+            if self.http:
+                await self._start_gateway()
+        except BaseException:
+            await self.stop()
+            raise
+        self.ready_seconds = time.perf_counter() - started
+        log.info("weir ready in %.3fs: grpc %s", self.ready_seconds, self.address)
+
+    async def _wait_healthy(self) -> None:
+        """Ready means every hosted service answers SERVING over the real port."""
+        assert self.grpc is not None
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            for name in self.grpc.service_names:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+                if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                    raise RuntimeError(f"{name} is not serving")
+
+    async def _start_gateway(self) -> None:
+        import uvicorn
+
+        from weir_gateway import create_app
+
+        app = create_app(api_address=self.address, api_key=self.settings.api_key)
+        config = uvicorn.Config(
+            app, host=self.settings.grpc_host, port=self.settings.http_port, log_level="warning", lifespan="on"
+        )
+        self._gateway = uvicorn.Server(config)
+        self._gateway.install_signal_handlers = lambda: None  # the host owns signals
+        self._gateway_task = asyncio.create_task(self._gateway.serve(), name="gateway")
+        while not self._gateway.started:
+            if self._gateway_task.done():
+                self._gateway_task.result()
+                raise OSError(f"gateway could not listen on port {self.settings.http_port}")
+            await asyncio.sleep(0.005)
+        self.http_port = self._gateway.servers[0].sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._gateway is not None and self._gateway_task is not None:
+            self._gateway.should_exit = True
+            try:
+                await asyncio.wait_for(self._gateway_task, timeout=5)
+            except Exception:  # already failed or timed out: we are going down anyway
+                self._gateway_task.cancel()
+            self._gateway = None
+        if self.grpc is not None:
+            await self.grpc.stop(grace=1.0)
+            self.grpc = None
+        for hosted in reversed(self.hosted):
+            await hosted.runtime.stop()
+            await hosted.relay.stop()
+        for hosted in self.hosted:
+            await hosted.db.dispose()
+        self.hosted.clear()
+        if self.nats is not None:
+            await self.nats.close()
+            self.nats = None
+        if self.embedded_nats is not None:
+            await asyncio.to_thread(self.embedded_nats.stop)
+            self.embedded_nats = None
