@@ -1,0 +1,354 @@
+"""Weir's own domain types, as the typed client returns and accepts them.
+
+These are frozen pydantic models: they validate on construction, compare by
+value, serialise to JSON (``model.model_dump(mode="json")``), and serve as the
+gateway's response models so its OpenAPI document is typed. The generated
+protobuf classes never leave ``weir.client``; ``weir.client._convert`` turns
+one into the other.
+
+Optional references (``parent_task_run_id``, ``deployment_id`` ...) are
+``None`` when unset, never ``""``; timestamps are aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Decision",
+    "Event",
+    "EventFilter",
+    "Flow",
+    "FlowFilter",
+    "FlowRun",
+    "FlowRunFilter",
+    "FlowRunSort",
+    "HistoryBucket",
+    "LogFilter",
+    "LogRecord",
+    "Page",
+    "ProposalResult",
+    "RunPolicy",
+    "State",
+    "StateCount",
+    "StateDetails",
+    "StateType",
+    "TaskRun",
+    "TaskRunFilter",
+    "TimeRange",
+]
+
+T = TypeVar("T")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StateType(enum.StrEnum):
+    """The nine state types; named states (Late, Cached ...) ride on top."""
+
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+    CRASHED = "CRASHED"
+
+    @property
+    def is_final(self) -> bool:
+        """True for the types a run never leaves by itself."""
+        return self in _FINAL
+
+    @classmethod
+    def parse(cls, text: str) -> StateType:
+        """The type named by ``text``, case-insensitive (``"completed"``)."""
+        try:
+            return cls(text.strip().upper())
+        except ValueError:
+            names = ", ".join(member.value for member in cls)
+            raise ValueError(f"unknown state type {text!r} (one of {names})") from None
+
+
+_FINAL = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED})
+
+
+class Decision(enum.StrEnum):
+    """The orchestration service's answer to a proposed state."""
+
+    ACCEPT = "ACCEPT"  #: the proposed state was written
+    REJECT = "REJECT"  #: not written; the result's state is the run's state now
+    WAIT = "WAIT"  #: propose again after ``delay_seconds``
+    ABORT = "ABORT"  #: stop: the run must not go on
+
+
+class FlowRunSort(enum.StrEnum):
+    CREATED_DESC = "CREATED_DESC"
+    CREATED_ASC = "CREATED_ASC"
+    EXPECTED_START_TIME_DESC = "EXPECTED_START_TIME_DESC"
+    EXPECTED_START_TIME_ASC = "EXPECTED_START_TIME_ASC"
+
+
+class StateDetails(_Model):
+    scheduled_time: AwareDatetime | None = None
+    cache_key: str | None = None
+    cache_expiration: AwareDatetime | None = None
+    retry_count: int = 0
+    #: Where the result lives (a storage URI/key written by the SDK).
+    result_ref: str | None = None
+    pause_timeout: AwareDatetime | None = None
+    pause_reschedule: bool = False
+    pause_key: str | None = None
+    cached_from_task_run_id: str | None = None
+    fencing_token: str | None = None
+    refresh_cache: bool = False
+
+
+class State(_Model):
+    """A run's state. Build one to propose it: ``State(type=StateType.RUNNING)``.
+
+    ``id`` and ``timestamp`` are filled in by the server when left ``None``.
+    """
+
+    type: StateType
+    name: str | None = None
+    id: str | None = None
+    timestamp: AwareDatetime | None = None
+    message: str | None = None
+    details: StateDetails = Field(default_factory=StateDetails)
+    #: Small JSON value stored inline (e.g. an error description).
+    data: Any = None
+
+    @property
+    def display_name(self) -> str:
+        """The name when there is one (``Late``), else the type (``Scheduled``)."""
+        return self.name or self.type.value.capitalize()
+
+    def is_final(self) -> bool:
+        return self.type.is_final
+
+    def is_scheduled(self) -> bool:
+        return self.type is StateType.SCHEDULED
+
+    def is_pending(self) -> bool:
+        return self.type is StateType.PENDING
+
+    def is_running(self) -> bool:
+        return self.type is StateType.RUNNING
+
+    def is_paused(self) -> bool:
+        return self.type is StateType.PAUSED
+
+    def is_completed(self) -> bool:
+        return self.type is StateType.COMPLETED
+
+    def is_failed(self) -> bool:
+        return self.type is StateType.FAILED
+
+    def is_crashed(self) -> bool:
+        return self.type is StateType.CRASHED
+
+    def is_cancelling(self) -> bool:
+        return self.type is StateType.CANCELLING
+
+    def is_cancelled(self) -> bool:
+        return self.type is StateType.CANCELLED
+
+
+class ProposalResult(_Model):
+    """What became of a proposed state (see :class:`Decision`)."""
+
+    decision: Decision
+    #: The run's state after the decision.
+    state: State | None = None
+    reason: str | None = None
+    delay_seconds: float = 0.0
+    #: The orchestration rule that decided.
+    rule: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.decision is Decision.ACCEPT
+
+
+class RunPolicy(_Model):
+    retries: int = 0
+    #: Seconds to wait before retry N (the last entry repeats).
+    retry_delay_seconds: tuple[float, ...] = ()
+
+
+class Flow(_Model):
+    id: str
+    name: str
+    tags: tuple[str, ...] = ()
+    created: AwareDatetime | None = None
+    updated: AwareDatetime | None = None
+
+
+class FlowRun(_Model):
+    id: str
+    flow_id: str
+    name: str
+    flow_name: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    parent_task_run_id: str | None = None
+    deployment_id: str | None = None
+    idempotency_key: str | None = None
+    state: State | None = None
+    policy: RunPolicy = Field(default_factory=RunPolicy)
+    run_count: int = 0
+    expected_start_time: AwareDatetime | None = None
+    start_time: AwareDatetime | None = None
+    end_time: AwareDatetime | None = None
+    total_run_time_seconds: float = 0.0
+    heartbeat: AwareDatetime | None = None
+    created: AwareDatetime | None = None
+    updated: AwareDatetime | None = None
+
+
+class TaskRun(_Model):
+    id: str
+    flow_run_id: str
+    name: str
+    #: Identity of the call site (task function key) ...
+    task_key: str
+    #: ... and of the call within the flow run (input hash + occurrence).
+    dynamic_key: str
+    cache_key: str | None = None
+    tags: tuple[str, ...] = ()
+    state: State | None = None
+    policy: RunPolicy = Field(default_factory=RunPolicy)
+    run_count: int = 0
+    task_inputs: dict[str, Any] = Field(default_factory=dict)
+    expected_start_time: AwareDatetime | None = None
+    start_time: AwareDatetime | None = None
+    end_time: AwareDatetime | None = None
+    total_run_time_seconds: float = 0.0
+    created: AwareDatetime | None = None
+    updated: AwareDatetime | None = None
+
+
+class LogRecord(_Model):
+    """One log line of a flow run (and maybe of one of its task runs)."""
+
+    flow_run_id: str
+    message: str
+    level: int = 20
+    name: str = ""
+    task_run_id: str | None = None
+    timestamp: AwareDatetime | None = None
+    #: Optional client-chosen UUID so a resent record is written once.
+    id: str | None = None
+
+
+class Event(_Model):
+    """Something that happened: ``weir.flow-run.Completed`` about a resource.
+
+    ``resource`` carries at least ``weir.resource.id``; each entry of
+    ``related`` also carries ``weir.resource.role``.
+    """
+
+    id: str
+    occurred: AwareDatetime
+    event: str
+    resource: dict[str, str]
+    related: tuple[dict[str, str], ...] = ()
+    payload: dict[str, Any] = Field(default_factory=dict)
+    follows: str | None = None
+    received: AwareDatetime | None = None
+
+    @property
+    def resource_id(self) -> str:
+        return self.resource.get("weir.resource.id", "")
+
+
+class StateCount(_Model):
+    type: StateType
+    name: str | None = None
+    count: int = 0
+
+
+class HistoryBucket(_Model):
+    start: datetime
+    end: datetime
+    states: tuple[StateCount, ...] = ()
+
+
+class Page(_Model, Generic[T]):
+    """One page of a listing; pass ``next_page_token`` back for the next one.
+
+    ``next_page_token`` is ``None`` on the last page.
+    """
+
+    items: list[T]
+    next_page_token: str | None = None
+    #: Total matching items, when the service counts them (events).
+    total: int | None = None
+
+
+# ----------------------------------------------------------------- filters
+# Each mirrors the proto filter of the same name; an empty filter matches all.
+
+
+class TimeRange(_Model):
+    after: AwareDatetime | None = None  #: inclusive
+    before: AwareDatetime | None = None  #: exclusive
+
+
+class FlowFilter(_Model):
+    name_like: str | None = None
+    names: tuple[str, ...] = ()
+    tags_all: tuple[str, ...] = ()
+
+
+class FlowRunFilter(_Model):
+    ids: tuple[str, ...] = ()
+    state_types: tuple[StateType, ...] = ()
+    state_names: tuple[str, ...] = ()
+    name_like: str | None = None
+    tags_all: tuple[str, ...] = ()
+    flow_ids: tuple[str, ...] = ()
+    flow_names: tuple[str, ...] = ()
+    parent_task_run_id: str | None = None
+    parent_flow_run_id: str | None = None
+    deployment_id: str | None = None
+    created: TimeRange | None = None
+    expected_start_time: TimeRange | None = None
+    start_time: TimeRange | None = None
+
+
+class TaskRunFilter(_Model):
+    ids: tuple[str, ...] = ()
+    flow_run_ids: tuple[str, ...] = ()
+    state_types: tuple[StateType, ...] = ()
+    state_names: tuple[str, ...] = ()
+    name_like: str | None = None
+    tags_all: tuple[str, ...] = ()
+    created: TimeRange | None = None
+    start_time: TimeRange | None = None
+
+
+class LogFilter(_Model):
+    flow_run_id: str | None = None
+    task_run_id: str | None = None
+    #: Python logging level: 30 keeps WARNING and above.
+    level_ge: int = 0
+    timestamp: TimeRange | None = None
+    text_like: str | None = None
+
+
+class EventFilter(_Model):
+    #: Events whose name starts with any of these.
+    event_prefixes: tuple[str, ...] = ()
+    #: Events whose resource (or a related resource) has any of these ids.
+    resource_ids: tuple[str, ...] = ()
+    occurred: TimeRange | None = None
