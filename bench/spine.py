@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Figures for the spine: cold start, state-proposal round trip, SyncRuns ingest.
+
+    python bench/spine.py [--only coldstart,roundtrip,ingest] [--backends sqlite,postgres]
+
+Each figure is measured against a real `weir server start` subprocess over
+loopback gRPC; nothing here is a test (no asserts on time). Prints a table and
+one `RESULT {json}` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from weir.v1 import common_pb2, orchestration_pb2_grpc
+from weir.v1 import orchestration_pb2 as pb
+
+SERVICES = [
+    "weir.v1.OrchestrationService",
+    "weir.v1.DeploymentService",
+    "weir.v1.WorkerService",
+    "weir.v1.BlockService",
+    "weir.v1.ConcurrencyService",
+    "weir.v1.EventService",
+]
+POSTGRES_URL = os.environ.get("WEIR_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`weir server start` in a subprocess, on free ports."""
+
+    def __init__(self, home: Path, backend: str = "sqlite", schema_prefix: str | None = None) -> None:
+        self.home = home
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.env = {**os.environ, "WEIR_HOME": str(home)}
+        self.args = [
+            sys.executable,
+            "-m",
+            "weir.cli",
+            "server",
+            "start",
+            "--grpc-port",
+            str(self.grpc_port),
+            "--http-port",
+            str(self.http_port),
+        ]
+        if backend == "postgres":
+            self.args += ["--database-url", POSTGRES_URL]
+            self.env["WEIR_DATABASE_SCHEMA_PREFIX"] = schema_prefix or f"b{uuid.uuid4().hex[:8]}_"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self) -> float:
+        """Seconds from spawn until every service answers SERVING."""
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        channel = grpc.insecure_channel(self.address)
+        stub = health_pb2_grpc.HealthStub(channel)
+        pending = list(SERVICES)
+        while pending:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited during start")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(service=pending[0]), timeout=0.5).status == 1:
+                    pending.pop(0)
+                    continue
+            except grpc.RpcError:
+                pass
+            time.sleep(0.002)
+        elapsed = time.perf_counter() - t0
+        channel.close()
+        return elapsed
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        p = psutil.Process(self.proc.pid)
+        return sum(x.memory_info().rss for x in [p, *p.children(recursive=True)]) / 2**20
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+def bench_coldstart(reps: int) -> dict[str, object]:
+    fresh, existing, rss = [], [], []
+    for _ in range(reps):
+        home = Path(tempfile.mkdtemp(prefix="weir-bench-"))
+        try:
+            s = Server(home)
+            fresh.append(s.start())
+            time.sleep(0.5)
+            rss.append(s.rss_mb())
+            s.stop()
+            s = Server(home)
+            existing.append(s.start())
+            s.stop()
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+    return {
+        "fresh_home_s": statistics.median(fresh),
+        "existing_home_s": statistics.median(existing),
+        "rss_mb_tree": statistics.median(rss),
+        "reps": reps,
+    }
+
+
+def _state(t: int) -> common_pb2.State:
+    return common_pb2.State(type=t)
+
+
+def bench_roundtrip(server: Server, runs: int) -> dict[str, object]:
+    channel = grpc.insecure_channel(server.address)
+    stub = orchestration_pb2_grpc.OrchestrationServiceStub(channel)
+    flow = f"bench-rt-{uuid.uuid4().hex[:6]}"
+    samples: list[float] = []
+    for _ in range(20):  # warm up
+        run = stub.CreateFlowRun(pb.CreateFlowRunRequest(flow_name=flow)).flow_run
+        stub.SetFlowRunState(pb.SetFlowRunStateRequest(flow_run_id=run.id, proposal=pb.StateProposal(state=_state(3))))
+    for _ in range(runs):
+        run = stub.CreateFlowRun(pb.CreateFlowRunRequest(flow_name=flow)).flow_run
+        for t in (3, 5):  # RUNNING, COMPLETED
+            t0 = time.perf_counter()
+            res = stub.SetFlowRunState(
+                pb.SetFlowRunStateRequest(flow_run_id=run.id, proposal=pb.StateProposal(state=_state(t)))
+            )
+            samples.append((time.perf_counter() - t0) * 1000)
+            assert res.result.decision == pb.ACCEPT, res
+    channel.close()
+    return {"p50_ms": pct(samples, 0.5), "p99_ms": pct(samples, 0.99), "n": len(samples)}
+
+
+def bench_ingest(server: Server, total: int, batch: int) -> dict[str, object]:
+    channel = grpc.insecure_channel(server.address, options=[("grpc.max_send_message_length", 64 << 20)])
+    stub = orchestration_pb2_grpc.OrchestrationServiceStub(channel)
+    run = stub.CreateFlowRun(pb.CreateFlowRunRequest(flow_name="bench-ingest")).flow_run
+    messages = []
+    for seq in range(1, total // batch + 1):
+        creates = [
+            pb.CreateTaskRunRequest(
+                id=str(uuid.uuid4()),
+                flow_run_id=run.id,
+                name=f"t-{seq}-{i}",
+                task_key="bench.inc",
+                dynamic_key=f"{seq}-{i}",
+                state=common_pb2.State(id=str(uuid.uuid4()), type=2),
+            )
+            for i in range(batch)
+        ]
+        messages.append(pb.SyncRunsRequest(seq=seq, create_task_runs=creates))
+    last = messages[-1].seq
+    t0 = time.perf_counter()
+    for reply in stub.SyncRuns(iter(messages)):
+        if reply.acked_seq >= last:
+            break
+    elapsed = time.perf_counter() - t0
+    seen = stub.ListTaskRuns(
+        pb.ListTaskRunsRequest(filter=pb.TaskRunFilter(flow_run_ids=[run.id]), page=common_pb2.PageRequest(page_size=1))
+    )
+    channel.close()
+    return {
+        "records": total,
+        "batch": batch,
+        "seconds": elapsed,
+        "records_per_s": total / elapsed,
+        "visible_after_ack": bool(seen.task_runs),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="coldstart,roundtrip,ingest")
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--ingest", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=500)
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    out: dict[str, object] = {}
+    if "coldstart" in only:
+        out["coldstart"] = bench_coldstart(args.reps)
+        print(
+            f"cold start to all SERVING: fresh {out['coldstart']['fresh_home_s']:.3f}s, "  # type: ignore[index]
+            f"existing {out['coldstart']['existing_home_s']:.3f}s, RSS {out['coldstart']['rss_mb_tree']:.0f} MB"
+        )  # type: ignore[index]
+    for backend in args.backends.split(","):
+        if not ({"roundtrip", "ingest"} & only):
+            break
+        home = Path(tempfile.mkdtemp(prefix="weir-bench-"))
+        server = Server(home, backend)
+        server.start()
+        try:
+            if "roundtrip" in only:
+                r = bench_roundtrip(server, args.runs)
+                out[f"roundtrip_{backend}"] = r
+                print(
+                    f"[{backend}] state proposal round trip: p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms "
+                    f"(n={r['n']})"
+                )
+            if "ingest" in only:
+                r = bench_ingest(server, args.ingest, args.batch)
+                out[f"ingest_{backend}"] = r
+                print(
+                    f"[{backend}] SyncRuns ingest: {r['records_per_s']:.0f} task-run records/s "
+                    f"({r['records']} in {r['seconds']:.2f}s, batches of {r['batch']})"
+                )
+        finally:
+            server.stop()
+            shutil.rmtree(home, ignore_errors=True)
+    print("RESULT " + json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

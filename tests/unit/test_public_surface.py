@@ -1,0 +1,26 @@
+"""The public surface of `weir` is chosen, not accidental, and `import weir`
+stays light (DESIGN.md: the SDK never loads services, databases or FastAPI)."""
+
+import json
+import subprocess
+import sys
+
+import weir
+
+
+def test_exported_names_are_pinned() -> None:
+    assert sorted(weir.__all__) == ["WeirError", "__version__"]
+    public = {name for name in dir(weir) if not name.startswith("_")}
+    # Submodules show up as attributes once imported; only listed names and packages may be public.
+    assert public - set(weir.__all__) <= {"errors", "v1", "client", "settings", "cli"}
+
+
+def test_import_weir_loads_no_server_side_code() -> None:
+    code = (
+        "import json, sys, weir; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'sqlalchemy','fastapi','uvicorn','asyncpg','aiosqlite','alembic','weir_kit','weir_server',"
+        "'weir_gateway','weir_orchestration','weir_events'})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert json.loads(out) == []
