@@ -1,0 +1,210 @@
+"""The persister: JetStream → ``events`` + ``event_resources``, and retention.
+
+One durable pull consumer (``weir-events-persister``) shared by every replica,
+so the stream is a work queue across them. Each batch is written in one
+transaction with insert-or-ignore on the event id and acked after commit:
+a redelivered or republished event is never stored twice. While NATS is
+away, fetches fail or time out and the loop backs off; nats-py reconnects and
+the durable consumer resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from weir.v1 import common_pb2
+from weir_events.models import event_resources, events
+from weir_events.records import event_row, invalid_reason, resource_rows
+from weir_events.settings import EventsSettings
+from weir_kit.clock import Clock
+from weir_kit.db import Database
+from weir_kit.jetstream import Nats, ensure_stream
+
+log = logging.getLogger("weir.events.persister")
+
+_FETCH_TIMEOUTS = (asyncio.TimeoutError, NatsTimeoutError)
+#: After the first message of a batch, how long to wait for the rest to be available.
+_TOP_UP_TIMEOUT = 0.05
+
+
+async def fetch_batch(sub: JetStreamContext.PullSubscription, batch: int, wait_seconds: float) -> list[Msg]:
+    """Wait up to ``wait_seconds`` for one message, then take what else is ready (up to ``batch``).
+
+    A plain ``fetch(batch)`` holds the first message until the batch fills or
+    the timeout passes; this returns as soon as anything arrived.
+    """
+    try:
+        msgs = await sub.fetch(1, timeout=wait_seconds)
+    except _FETCH_TIMEOUTS:
+        return []
+    if batch > 1:
+        try:
+            msgs += await sub.fetch(batch - 1, timeout=_TOP_UP_TIMEOUT)
+        except _FETCH_TIMEOUTS:
+            pass
+    return msgs
+
+
+def _insert_ignore(db: Database, table: Any, index_elements: Sequence[str]) -> Any:
+    dialect = postgresql if db.is_postgres else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+
+
+async def store_events(session: AsyncSession, db: Database, batch: Sequence[common_pb2.Event], clock: Clock) -> None:
+    """Insert events and their resources; events already stored are left alone."""
+    if not batch:
+        return
+    received = clock()
+    unique = {e.id: e for e in batch}
+    await session.execute(_insert_ignore(db, events, ["id"]), [event_row(e, received) for e in unique.values()])
+    rows = [row for e in unique.values() for row in resource_rows(e)]
+    await session.execute(_insert_ignore(db, event_resources, ["event_id", "resource_id", "role"]), rows)
+
+
+async def delete_older_than(db: Database, cutoff: Any, batch_size: int) -> int:
+    """Delete events (and their resource rows) that occurred before ``cutoff``."""
+    deleted = 0
+    while True:
+        async with db.transaction() as session:
+            ids = (
+                (await session.execute(select(events.c.id).where(events.c.occurred < cutoff).limit(batch_size)))
+                .scalars()
+                .all()
+            )
+            if ids:
+                await session.execute(delete(event_resources).where(event_resources.c.event_id.in_(ids)))
+                await session.execute(delete(events).where(events.c.id.in_(ids)))
+            # Resource rows whose event is gone already (or never landed) age out too.
+            await session.execute(delete(event_resources).where(event_resources.c.occurred < cutoff))
+        deleted += len(ids)
+        if len(ids) < batch_size:
+            return deleted
+
+
+class Persister:
+    """Runs the consume loop and the retention loop of one replica."""
+
+    def __init__(self, db: Database, nats: Nats, settings: EventsSettings, clock: Clock) -> None:
+        self.db = db
+        self.nats = nats
+        self.settings = settings
+        self.clock = clock
+        self.stored = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sub: JetStreamContext.PullSubscription | None = None
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._consume_loop(), name="events-persister"),
+            asyncio.create_task(self._retention_loop(), name="events-retention"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self._unsubscribe()
+
+    def consumer_config(self) -> ConsumerConfig:
+        name = self.settings.persister_consumer
+        return ConsumerConfig(
+            name=name,
+            durable_name=name,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.settings.persister_ack_wait_seconds,
+            filter_subject=f"{self.nats.settings.events_subject_prefix}.>",
+            max_ack_pending=max(self.settings.persister_batch_size * 4, 1024),
+        )
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        js = self.nats.js
+        kit = self.nats.settings
+        await ensure_stream(js, kit)
+        config = self.consumer_config()
+        # Creating an identical durable is a no-op, so every replica may do it.
+        await js.add_consumer(kit.events_stream, config)
+        return await js.pull_subscribe_bind(durable=config.durable_name, stream=kit.events_stream)
+
+    async def _unsubscribe(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:  # connection already gone
+                log.debug("persister unsubscribe: %s", exc)
+
+    async def _consume_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                if self._sub is None:
+                    self._sub = await self._subscribe()
+                await self.consume_once(self._sub)
+                backoff = 0.05
+            except Exception as exc:
+                log.warning("events persister: %s; retrying in %.2fs", exc, backoff)
+                # The stream or consumer may be gone (a new NATS): set them up again.
+                await self._unsubscribe()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.persister_max_backoff_seconds)
+
+    async def consume_once(self, sub: JetStreamContext.PullSubscription) -> int:
+        """Fetch, store and ack one batch; returns how many events were stored."""
+        msgs = await fetch_batch(sub, self.settings.persister_batch_size, self.settings.persister_fetch_timeout_seconds)
+        if not msgs:
+            return 0
+        good: list[tuple[Msg, common_pb2.Event]] = []
+        for msg in msgs:
+            event = common_pb2.Event()
+            try:
+                event.ParseFromString(msg.data)
+                reason = invalid_reason(event)
+            except DecodeError as exc:
+                reason = f"not an Event: {exc}"
+            if reason is not None:
+                log.error("dropping message %s on %s: %s", msg.metadata.sequence.stream, msg.subject, reason)
+                await msg.term()
+                continue
+            good.append((msg, event))
+        try:
+            async with self.db.transaction() as session:
+                await store_events(session, self.db, [e for _, e in good], self.clock)
+        except Exception:
+            for msg, _ in good:
+                await msg.nak(delay=1)
+            raise
+        for msg, _ in good:
+            await msg.ack()
+        self.stored += len(good)
+        return len(good)
+
+    async def retention_pass(self) -> int:
+        """Delete every event older than the retention; returns how many."""
+        cutoff = self.clock() - timedelta(days=self.settings.retention_days)
+        deleted = await delete_older_than(self.db, cutoff, self.settings.retention_batch_size)
+        if deleted:
+            log.info("retention: deleted %d events older than %s", deleted, cutoff.isoformat())
+        return deleted
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                await self.retention_pass()
+            except Exception as exc:
+                log.warning("events retention: %s", exc)
+            await asyncio.sleep(self.settings.retention_interval_seconds)
