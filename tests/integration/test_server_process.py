@@ -1,0 +1,100 @@
+"""`weir server start` as a user runs it: a real process on an empty home,
+ready when every service is SERVING, gone cleanly (nats-server included) on
+SIGTERM, and never leaving a nats-server behind even when SIGKILLed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import httpx
+import psutil
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(home: Path) -> tuple[subprocess.Popen[str], int, int]:
+    grpc_port, http_port = _free_port(), _free_port()
+    env = {**os.environ, "WEIR_HOME": str(home)}
+    env.pop("WEIR_DATABASE_URL", None)
+    env.pop("WEIR_NATS_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "weir.cli", "server", "start", "--grpc-port", str(grpc_port), "--http-port",
+         str(http_port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, grpc_port, http_port
+
+
+def _wait_ready(proc: subprocess.Popen[str], grpc_port: int, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status == 1:
+                    return
+            except grpc.RpcError:
+                pass
+            assert time.monotonic() < deadline, "server never became ready"
+            time.sleep(0.05)
+
+
+def _nats_children(pid: int) -> list[psutil.Process]:
+    return [p for p in psutil.Process(pid).children(recursive=True) if "nats-server" in p.name()]
+
+
+def test_server_start_on_empty_home_then_sigterm_stops_everything(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    proc, grpc_port, http_port = _start(home)
+    try:
+        _wait_ready(proc, grpc_port)
+        nats = _nats_children(proc.pid)
+        assert len(nats) == 1
+        response = httpx.get(f"http://127.0.0.1:{http_port}/api/health", timeout=10)
+        assert response.status_code == 200
+        for service in ("orchestration", "deployments", "blocks", "concurrency", "events"):
+            assert (home / f"{service}.db").exists()
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "Weir ready" in output
+    assert f"127.0.0.1:{grpc_port}" in output
+    psutil.wait_procs(nats, timeout=10)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in nats)
+
+
+def test_sigkilled_server_leaves_no_nats_server(tmp_path: Path) -> None:
+    proc, grpc_port, _ = _start(tmp_path / "home")
+    try:
+        _wait_ready(proc, grpc_port)
+        nats = _nats_children(proc.pid)
+        assert nats
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    gone, alive = psutil.wait_procs(nats, timeout=10)
+    assert not alive, "nats-server outlived its SIGKILLed parent"
