@@ -63,7 +63,9 @@ class Transport:
     """A lazily opened ``grpc.aio`` channel plus how to call through it.
 
     The channel is opened on first use, inside the running event loop, because
-    a ``grpc.aio`` channel belongs to the loop it was created on.
+    a ``grpc.aio`` channel belongs to the loop it was created on; used from
+    another loop later (a test client, ``asyncio.run`` twice), it opens a
+    fresh channel for that loop instead of failing.
     """
 
     def __init__(
@@ -81,16 +83,19 @@ class Transport:
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
         )
         self._channel: aio.Channel | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def channel(self) -> aio.Channel:
-        if self._channel is None:
+        loop = asyncio.get_running_loop()
+        if self._channel is None or self._loop is not loop:
             self._channel = aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+            self._loop = loop
         return self._channel
 
     async def close(self) -> None:
-        if self._channel is not None:
-            channel, self._channel = self._channel, None
+        channel, self._channel = self._channel, None
+        if channel is not None and self._loop is asyncio.get_running_loop():
             await channel.close()
 
     async def unary(

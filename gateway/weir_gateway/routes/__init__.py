@@ -1,0 +1,1 @@
+"""One router per resource; each route is wiring onto the typed client."""
