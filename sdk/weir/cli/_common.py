@@ -20,6 +20,7 @@ import click
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.table import Table
 from typer.core import TyperGroup
 
 from weir.errors import InvalidArgument, WeirError
@@ -94,6 +95,17 @@ def to_jsonable(value: Any) -> Any:
 def print_json(value: Any) -> None:
     """Machine output: plain JSON on stdout (no rich markup, no wrapping)."""
     typer.echo(json.dumps(to_jsonable(value), indent=2, default=str))
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    """A listing table; ``ID`` columns never truncate, so ids can be copied."""
+    out = Table(title=title)
+    for name in columns:
+        if name == "ID":
+            out.add_column(name, no_wrap=True, min_width=36)
+        else:
+            out.add_column(name, overflow="fold")
+    return out
 
 
 def fmt_time(value: datetime | None) -> str:

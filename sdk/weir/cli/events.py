@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from weir.cli._common import OUTPUT_OPTION, OutputFormat, console, fmt_time, print_json, run, take
+from weir.cli._common import OUTPUT_OPTION, OutputFormat, console, fmt_time, print_json, run, table, take
 
 app = typer.Typer(help="List stored events or follow live ones.", no_args_is_help=True)
 
@@ -36,10 +35,10 @@ def list_events(
     if output is OutputFormat.json:
         print_json(events)
         return
-    table = Table("OCCURRED", "EVENT", "RESOURCE", "ID")
+    rows = table("OCCURRED", "EVENT", "RESOURCE", "ID")
     for e in events:
-        table.add_row(fmt_time(e.occurred), e.event, e.resource_id, e.id)
-    console.print(table)
+        rows.add_row(fmt_time(e.occurred), e.event, e.resource_id, e.id)
+    console.print(rows)
 
 
 @app.command("tail")

@@ -19,6 +19,7 @@ from weir.cli._common import (
     parse_state_types,
     print_json,
     run,
+    table,
     take,
 )
 
@@ -47,14 +48,14 @@ def list_flow_runs(
     if output is OutputFormat.json:
         print_json(runs)
         return
-    table = Table("ID", "NAME", "FLOW", "STATE", "START", "DURATION")
+    rows = table("ID", "NAME", "FLOW", "STATE", "START", "DURATION")
     for r in runs:
         start = r.start_time or r.expected_start_time
-        table.add_row(
+        rows.add_row(
             r.id, r.name, r.flow_name or r.flow_id, fmt_state(r.state), fmt_time(start),
             fmt_duration(r.total_run_time_seconds),
         )
-    console.print(table)
+    console.print(rows)
 
 
 @app.command("inspect")
@@ -94,7 +95,7 @@ def inspect_flow_run(
     if flow_run.parent_task_run_id:
         info.add_row("parent task run", flow_run.parent_task_run_id)
     console.print(info)
-    history = Table("TIME", "STATE", "MESSAGE", title="State history")
+    history = table("TIME", "STATE", "MESSAGE", title="State history")
     for s in states:
         history.add_row(fmt_time(s.timestamp), fmt_state(s), s.message or "")
     console.print(history)
@@ -138,13 +139,13 @@ def flow_run_logs(
     if output is OutputFormat.json:
         print_json(records)
         return
-    table = Table("TIME", "LEVEL", "LOGGER", "MESSAGE")
+    rows = table("TIME", "LEVEL", "LOGGER", "MESSAGE")
     for record in records:
-        table.add_row(
+        rows.add_row(
             fmt_time(record.timestamp), logging.getLevelName(record.level), record.name,
             record.message,
         )
-    console.print(table)
+    console.print(rows)
 
 
 @app.command("set-state")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from weir.cli._common import (
     OUTPUT_OPTION,
@@ -17,6 +16,7 @@ from weir.cli._common import (
     parse_state_types,
     print_json,
     run,
+    table,
     take,
 )
 
@@ -38,10 +38,10 @@ def list_task_runs(
     if output is OutputFormat.json:
         print_json(task_runs)
         return
-    table = Table("ID", "NAME", "STATE", "START", "DURATION", "RUNS")
+    rows = table("ID", "NAME", "STATE", "START", "DURATION", "RUNS")
     for t in task_runs:
-        table.add_row(
+        rows.add_row(
             t.id, t.name, fmt_state(t.state), fmt_time(t.start_time),
             fmt_duration(t.total_run_time_seconds), str(t.run_count),
         )
-    console.print(table)
+    console.print(rows)

@@ -56,6 +56,9 @@ def translate_error(error: grpc.RpcError, *, address: str | None = None) -> Weir
             field = value.decode() if isinstance(value, bytes) else value
     if code == grpc.StatusCode.UNAVAILABLE and address:
         message = f"cannot reach the Weir server at {address} ({message or 'unavailable'})"
+    elif code == grpc.StatusCode.UNIMPLEMENTED and address:
+        # gRPC's own text ("Method not found!") does not say where we asked.
+        message = f"the server at {address} does not serve this call ({message or 'unimplemented'})"
     return error_for_status(code, message, field=field)
 
 
