@@ -1,0 +1,408 @@
+"""State proposals for flow runs and task runs: one path for both kinds,
+for one proposal (SetFlowRunState, SetTaskRunState, the sweeper) and for a
+SyncRuns batch of thousands.
+
+Inside the caller's transaction: load the runs (locked on Postgres), the
+states already written by resends and idempotency keys, the cache hits and
+the cancel flags, all in a handful of statements; run the pure policy for
+each proposal against the states held in memory; then write every new
+state in one statement, the run rows in one executemany and the events in
+one outbox insert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from weir.errors import InvalidArgument, NotFound
+from weir.v1 import common_pb2
+from weir.v1 import orchestration_pb2 as pb
+from weir_kit import paging
+from weir_kit.runtime import ServiceContext
+from weir_orchestration import events
+from weir_orchestration.filters import after_key, next_token
+from weir_orchestration.models import flow_runs, flows, run_states, task_runs
+from weir_orchestration.policy import (
+    COMPLETED,
+    RUNNING,
+    Decision,
+    RunKind,
+    RunPolicy,
+    RunTimes,
+    State,
+    TransitionContext,
+    Verdict,
+    account,
+    decide,
+    replay,
+)
+from weir_orchestration.proto import (
+    history_values,
+    parse_id,
+    policy_from_row,
+    run_state_values,
+    state_from_history_row,
+    state_from_pb,
+    state_from_run_row,
+    state_to_pb,
+)
+
+_TICK = timedelta(microseconds=1)
+_CANCEL_TYPES = ("CANCELLING", "CANCELLED")
+
+
+@dataclass
+class Run:
+    """A run as the policy sees it, updated in memory as a batch goes on."""
+
+    ref: events.RunRef
+    state: State | None
+    policy: RunPolicy
+    times: RunTimes
+    cache_key: str = ""
+    cache_expiration: datetime | None = None
+    cancel_requested: bool = False
+    dirty: bool = False
+
+
+@dataclass
+class Proposal:
+    run_id: str
+    state: State
+    force: bool = False
+    idempotency_key: str = ""
+    expected_state_id: str = ""
+    fencing_token: str = ""
+
+
+@dataclass
+class Outcome:
+    verdict: Verdict
+    found: bool = True
+
+
+@dataclass
+class _Batch:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    events: list[common_pb2.Event] = field(default_factory=list)
+
+
+def parse_proposal(run_id: str, msg: pb.StateProposal, now: datetime, field: str = "proposal") -> Proposal:
+    if not msg.HasField("state"):
+        raise InvalidArgument(f"{field}.state is required", field=f"{field}.state")
+    return Proposal(
+        run_id=run_id,
+        state=state_from_pb(msg.state, now, f"{field}.state"),
+        force=msg.force,
+        idempotency_key=msg.idempotency_key,
+        expected_state_id=parse_id(msg.expected_state_id, f"{field}.expected_state_id", required=False),
+        fencing_token=msg.fencing_token,
+    )
+
+
+def result_to_pb(verdict: Verdict) -> pb.ProposalResult:
+    return pb.ProposalResult(
+        decision=verdict.decision.value,  # type: ignore[arg-type]
+        state=state_to_pb(verdict.state),
+        reason=verdict.reason,
+        delay_seconds=verdict.delay_seconds,
+        rule=verdict.rule,
+    )
+
+
+# ------------------------------------------------------------------ loading
+
+
+def _table(kind: RunKind) -> Any:
+    return flow_runs if kind is RunKind.FLOW else task_runs
+
+
+async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *, lock: bool) -> dict[str, Run]:
+    table = _table(kind)
+    query = select(table).where(table.c.id.in_(sorted(set(ids))))
+    if lock:
+        query = query.with_for_update(of=table)
+    rows = (await session.execute(query)).all()
+    if kind is RunKind.FLOW:
+        flow_ids = {r.flow_id for r in rows}
+        names = dict((await session.execute(select(flows.c.id, flows.c.name).where(flows.c.id.in_(flow_ids)))).all())
+        parents: dict[str, Any] = {}
+    else:
+        parent_ids = {r.flow_run_id for r in rows}
+        query = (
+            select(flow_runs.c.id, flow_runs.c.flow_id, flow_runs.c.state_type, flows.c.name)
+            .join(flows, flows.c.id == flow_runs.c.flow_id, isouter=True)
+            .where(flow_runs.c.id.in_(parent_ids))
+        )
+        parents = {r.id: r for r in (await session.execute(query)).all()}
+        names = {}
+    out = {}
+    for row in rows:
+        if kind is RunKind.FLOW:
+            ref = events.RunRef(
+                kind, row.id, row.name, row.flow_id, names.get(row.flow_id, ""), "", row.deployment_id or "", row.tags
+            )
+            cancel = False
+        else:
+            parent = parents.get(row.flow_run_id)
+            ref = events.RunRef(
+                kind,
+                row.id,
+                row.name,
+                parent.flow_id if parent else "",
+                (parent.name or "") if parent else "",
+                row.flow_run_id,
+                tags=row.tags,
+            )
+            cancel = parent is not None and parent.state_type in _CANCEL_TYPES
+        out[row.id] = Run(
+            ref=ref,
+            state=state_from_run_row(row),
+            policy=policy_from_row(row),
+            times=RunTimes(row.run_count, row.expected_start_time, row.start_time, row.end_time, row.total_run_time),
+            cache_key=getattr(row, "cache_key", None) or "",
+            cache_expiration=getattr(row, "cache_expiration", None),
+            cancel_requested=cancel,
+        )
+    return out
+
+
+async def _earlier_answers(
+    session: AsyncSession, proposals: Sequence[Proposal]
+) -> tuple[dict[str, tuple[str, State]], dict[tuple[str, str], State]]:
+    """States already written for these proposals: by state id, and by (run id, idempotency key)."""
+    state_ids = [p.state.id for p in proposals]
+    keyed = [(p.run_id, p.idempotency_key) for p in proposals if p.idempotency_key]
+    by_id: dict[str, tuple[str, State]] = {}
+    by_key: dict[tuple[str, str], State] = {}
+    for chunk in _chunks(state_ids, 5000):
+        rows = (await session.execute(select(run_states).where(run_states.c.id.in_(chunk)))).all()
+        by_id.update({r.id: (r.run_id, state_from_history_row(r)) for r in rows})
+    if keyed:
+        query = select(run_states).where(
+            run_states.c.run_id.in_({run for run, _ in keyed}),
+            run_states.c.idempotency_key.in_({key for _, key in keyed}),
+        )
+        for r in (await session.execute(query)).all():
+            by_key.setdefault((r.run_id, r.idempotency_key), state_from_history_row(r))
+    return by_id, by_key
+
+
+async def _cache_hits(
+    session: AsyncSession, keys: set[str], now: datetime, exclude: Sequence[str]
+) -> dict[str, tuple[str, State]]:
+    """The newest still-valid COMPLETED task run state per cache key."""
+    if not keys:
+        return {}
+    c = task_runs.c
+    query = (
+        select(task_runs)
+        .where(
+            c.cache_key.in_(keys),
+            c.state_type == "COMPLETED",
+            or_(c.cache_expiration.is_(None), c.cache_expiration > now),
+            c.id.not_in(list(exclude)),
+        )
+        .order_by(c.state_timestamp)
+    )
+    hits: dict[str, tuple[str, State]] = {}
+    for row in (await session.execute(query)).all():
+        state = state_from_run_row(row)
+        if state is not None:
+            hits[row.cache_key] = (row.id, state)
+    return hits
+
+
+def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# ------------------------------------------------------------------ deciding
+
+
+def _after(state: State, current: State | None) -> State:
+    """Timestamps of a run's states strictly increase, so history reads back in order."""
+    if current is not None and state.timestamp <= current.timestamp:
+        return replace(state, timestamp=current.timestamp + _TICK)
+    return state
+
+
+def _evaluate(run: Run, p: Proposal, now: datetime, hit: tuple[str, State] | None) -> Verdict:
+    ctx = TransitionContext(
+        kind=run.ref.kind,
+        current=run.state,
+        proposed=_after(p.state, run.state),
+        now=now,
+        policy=run.policy,
+        run_count=run.times.run_count,
+        cache_key=run.cache_key,
+        cached=hit[1] if hit else None,
+        cached_run_id=hit[0] if hit else "",
+        cancel_requested=run.cancel_requested,
+        fencing_token=p.fencing_token,
+    )
+    return decide(ctx, force=p.force, expected_state_id=p.expected_state_id)
+
+
+def _to_write(verdict: Verdict, current: State | None) -> State | None:
+    if verdict.decision in (Decision.WAIT, Decision.ABORT) or verdict.state is None:
+        return None
+    if current is not None and verdict.state.id == current.id:
+        return None
+    return _after(verdict.state, current)
+
+
+def _record(run: Run, written: State, p: Proposal, proposed: State, batch: _Batch) -> None:
+    old = run.state
+    run.times = account(run.times, old, written)
+    run.state = written
+    if written.details.cache_key:
+        run.cache_key = written.details.cache_key
+    if written.type == COMPLETED:
+        run.cache_expiration = written.details.cache_expiration
+    run.dirty = True
+    key = p.idempotency_key if written.id == proposed.id else ""
+    batch.history.append(history_values(run.ref.id, run.ref.kind.value, written, key))
+    batch.events.append(events.state_changed(run.ref, old, proposed, written))
+
+
+async def apply(
+    session: AsyncSession, svc: ServiceContext, kind: RunKind, proposals: Sequence[Proposal], now: datetime
+) -> list[Outcome]:
+    """Decide and write ``proposals`` (in order) inside the caller's transaction."""
+    if not proposals:
+        return []
+    runs = await load_runs(session, kind, [p.run_id for p in proposals], lock=svc.db.is_postgres)
+    by_id, by_key = await _earlier_answers(session, proposals)
+    wanted_keys = {
+        p.state.details.cache_key or runs[p.run_id].cache_key
+        for p in proposals
+        if kind is RunKind.TASK and p.state.type == RUNNING and p.run_id in runs and not p.state.details.refresh_cache
+    }
+    hits = await _cache_hits(session, wanted_keys - {""}, now, [p.run_id for p in proposals])
+    batch = _Batch()
+    outcomes = []
+    for p in proposals:
+        run = runs.get(p.run_id)
+        if run is None:
+            reason = f"{kind.value} run {p.run_id} not found"
+            outcomes.append(Outcome(Verdict(Decision.ABORT, None, reason, rule="not_found"), found=False))
+            continue
+        earlier = by_id.get(p.state.id)
+        if earlier is not None and earlier[0] != p.run_id:
+            reason = f"state id {p.state.id} belongs to another run"
+            outcomes.append(Outcome(Verdict(Decision.REJECT, run.state, reason, rule="state_id")))
+            continue
+        first = earlier[1] if earlier else by_key.get((p.run_id, p.idempotency_key)) if p.idempotency_key else None
+        if first is not None:
+            outcomes.append(Outcome(replay(first)))
+            continue
+        key = p.state.details.cache_key or run.cache_key
+        verdict = _evaluate(run, p, now, hits.get(key) if key else None)
+        written = _to_write(verdict, run.state)
+        if written is not None:
+            _record(run, written, p, _after(p.state, run.state), batch)
+            by_id[written.id] = (p.run_id, written)
+            if p.idempotency_key and written.id == p.state.id:
+                by_key[(p.run_id, p.idempotency_key)] = written
+            verdict = replace(verdict, state=written)
+        elif verdict.state is None:
+            verdict = replace(verdict, state=run.state)
+        outcomes.append(Outcome(verdict))
+    await write(session, svc, kind, runs.values(), batch, now)
+    return outcomes
+
+
+async def write(
+    session: AsyncSession, svc: ServiceContext, kind: RunKind, runs: Any, batch: _Batch, now: datetime
+) -> None:
+    if batch.history:
+        await session.execute(run_states.insert(), batch.history)
+    changed = [r for r in runs if r.dirty]
+    if changed:
+        table = _table(kind)
+        rows = [_run_values(kind, r, now) for r in changed]
+        values = {name: bindparam(f"b_{name}", type_=table.c[name].type) for name in rows[0] if name != "id"}
+        stmt = update(table).where(table.c.id == bindparam("b_id")).values(values)
+        rows = [{f"b_{k}": v for k, v in row.items()} for row in rows]
+        await session.execute(stmt.execution_options(synchronize_session=False), rows)
+        for r in changed:
+            r.dirty = False
+    await svc.outbox.add(session, batch.events)
+
+
+def _run_values(kind: RunKind, run: Run, now: datetime) -> dict[str, Any]:
+    assert run.state is not None
+    t = run.times
+    values: dict[str, Any] = {
+        "id": run.ref.id,
+        **run_state_values(run.state),
+        "run_count": t.run_count,
+        "expected_start_time": t.expected_start_time,
+        "start_time": t.start_time,
+        "end_time": t.end_time,
+        "total_run_time": t.total_run_time,
+        "updated": now,
+    }
+    if kind is RunKind.TASK:
+        values["cache_key"] = run.cache_key or None
+        values["cache_expiration"] = run.cache_expiration
+    return values
+
+
+# -------------------------------------------------------------- entry points
+
+
+async def set_state(svc: ServiceContext, kind: RunKind, run_id: str, msg: pb.StateProposal) -> pb.ProposalResult:
+    """SetFlowRunState / SetTaskRunState."""
+    id_field = "flow_run_id" if kind is RunKind.FLOW else "task_run_id"
+    run_id = parse_id(run_id, id_field)
+    now = svc.clock()
+    proposal = parse_proposal(run_id, msg, now)
+    async with svc.db.transaction() as session:
+        (outcome,) = await apply(session, svc, kind, [proposal], now)
+    if not outcome.found:
+        raise NotFound(f"{kind.value} run {run_id} not found", field=id_field)
+    return result_to_pb(outcome.verdict)
+
+
+async def write_initial(
+    session: AsyncSession,
+    svc: ServiceContext,
+    kind: RunKind,
+    run_ids: Sequence[str],
+    states: Sequence[State],
+    now: datetime,
+) -> None:
+    """The first state of freshly created runs (no policy: there is nothing to go from)."""
+    proposals = [Proposal(run_id, state, force=True) for run_id, state in zip(run_ids, states, strict=True)]
+    await apply(session, svc, kind, proposals, now)
+
+
+async def list_states(svc: ServiceContext, req: pb.ListStatesRequest) -> pb.ListStatesResponse:
+    if bool(req.flow_run_id) == bool(req.task_run_id):
+        raise InvalidArgument("give exactly one of flow_run_id or task_run_id", field="flow_run_id")
+    field_name = "flow_run_id" if req.flow_run_id else "task_run_id"
+    run_id = parse_id(req.flow_run_id or req.task_run_id, field_name)
+    size = paging.page_size(req.page.page_size)
+    c = run_states.c
+    query = select(run_states).where(
+        c.run_id == run_id, *after_key(c.timestamp, c.id, req.page.page_token, descending=False)
+    )
+    query = query.order_by(c.timestamp, c.id).limit(size)
+    async with svc.db.read() as session:
+        table = flow_runs if req.flow_run_id else task_runs
+        if (await session.execute(select(table.c.id).where(table.c.id == run_id))).first() is None:
+            kind = "flow run" if req.flow_run_id else "task run"
+            raise NotFound(f"{kind} {run_id} not found", field=field_name)
+        rows = (await session.execute(query)).all()
+    return pb.ListStatesResponse(
+        states=[state_to_pb(state_from_history_row(r)) for r in rows],
+        next_page_token=next_token(rows, size, lambda r: r.timestamp),
+    )

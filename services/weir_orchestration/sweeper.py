@@ -1,0 +1,99 @@
+"""The background loop that ends runs nobody else will end. Safe on every
+replica: each round claims its rows with ``FOR UPDATE SKIP LOCKED`` on
+Postgres, and every move goes through the same policy path as a client's
+proposal (so a crashed run with retries left becomes AwaitingRetry).
+
+* RUNNING flow runs whose heartbeat stopped -> CRASHED
+* CANCELLING flow runs past the cancelling timeout -> CANCELLED
+* SCHEDULED flow runs past due by ``late_after_seconds`` -> SCHEDULED "Late"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select
+
+from weir_kit.runtime import ServiceContext
+from weir_orchestration import states
+from weir_orchestration.models import flow_runs
+from weir_orchestration.policy import CANCELLED, CRASHED, SCHEDULED, RunKind, State, StateDetails
+from weir_orchestration.settings import OrchestrationSettings
+
+log = logging.getLogger("weir.orchestration.sweeper")
+
+
+class Sweeper:
+    def __init__(self, svc: ServiceContext, settings: OrchestrationSettings) -> None:
+        self.svc = svc
+        self.settings = settings
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="orchestration-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("sweeper round failed; trying again next round")
+            await asyncio.sleep(self.settings.sweeper_interval_seconds)
+
+    async def sweep_once(self) -> int:
+        """One round; returns how many runs it moved."""
+        now = self.svc.clock()
+        s = self.settings
+        c = flow_runs.c
+        crash_cutoff = now - timedelta(seconds=s.heartbeat_timeout_seconds)
+        crashed = and_(
+            c.state_type == "RUNNING",
+            c.state_timestamp < crash_cutoff,
+            or_(c.heartbeat.is_(None), c.heartbeat < crash_cutoff),
+        )
+        cancel_cutoff = now - timedelta(seconds=s.cancelling_timeout_seconds)
+        stuck = and_(c.state_type == "CANCELLING", c.state_timestamp < cancel_cutoff)
+        late_cutoff = now - timedelta(seconds=s.late_after_seconds)
+        late = and_(c.state_type == "SCHEDULED", c.state_name == "Scheduled", c.expected_start_time < late_cutoff)
+
+        def crash(row: Any) -> State:
+            return State(CRASHED, "Crashed", now, message=f"no heartbeat for {s.heartbeat_timeout_seconds:g}s")
+
+        def cancel(row: Any) -> State:
+            return State(
+                CANCELLED, "Cancelled", now, message=f"still cancelling after {s.cancelling_timeout_seconds:g}s"
+            )
+
+        def mark_late(row: Any) -> State:
+            return State(SCHEDULED, "Late", now, details=StateDetails(scheduled_time=row.expected_start_time))
+
+        moved = 0
+        for condition, make in ((crashed, crash), (stuck, cancel), (late, mark_late)):
+            moved += await self._move(condition, make, now)
+        return moved
+
+    async def _move(self, condition: ColumnElement[bool], make: Callable[[Any], State], now: datetime) -> int:
+        query = select(flow_runs.c.id, flow_runs.c.expected_start_time).where(condition)
+        query = query.limit(self.settings.sweeper_batch_size)
+        if self.svc.db.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        async with self.svc.db.transaction() as session:
+            rows = (await session.execute(query)).all()
+            proposals = [states.Proposal(r.id, make(r)) for r in rows]
+            await states.apply(session, self.svc, RunKind.FLOW, proposals, now)
+        if rows:
+            log.info("sweeper moved %d flow runs", len(rows))
+        return len(rows)

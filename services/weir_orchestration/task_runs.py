@@ -1,0 +1,150 @@
+"""Task runs: create (idempotent by client id or by (flow run, task key,
+dynamic key)), read, list, delete. The same insert serves CreateTaskRun
+and SyncRuns batches."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from weir.errors import InvalidArgument, NotFound
+from weir.v1 import orchestration_pb2 as pb
+from weir_kit import paging
+from weir_kit.runtime import ServiceContext
+from weir_orchestration import events, states
+from weir_orchestration.filters import after_key, next_token, task_run_filter
+from weir_orchestration.models import flow_runs, flows, task_runs
+from weir_orchestration.policy import PENDING, RunKind, State, default_name
+from weir_orchestration.proto import parse_id, plain, policy_from_pb, state_from_pb, task_run_to_pb
+from weir_orchestration.sql import insert_ignore, purge_task_run
+
+
+def task_run_values(req: pb.CreateTaskRunRequest, now: datetime, field: str = "") -> tuple[dict[str, Any], State]:
+    """The row and the first state of a task run to create (validated)."""
+    task_key = req.task_key or req.name
+    if not task_key:
+        raise InvalidArgument(f"{field}task_key is required", field=f"{field}task_key")
+    policy = policy_from_pb(req.policy, f"{field}policy")
+    if req.HasField("state"):
+        initial = state_from_pb(req.state, now, f"{field}state")
+    else:
+        initial = State(PENDING, default_name(PENDING), now)
+    row = {
+        "id": parse_id(req.id, f"{field}id", required=False) or str(uuid.uuid4()),
+        "flow_run_id": parse_id(req.flow_run_id, f"{field}flow_run_id"),
+        "name": req.name or task_key,
+        "task_key": task_key,
+        "dynamic_key": req.dynamic_key,
+        "cache_key": req.cache_key or None,
+        "cache_expiration": None,
+        "tags": list(req.tags),
+        "task_inputs": plain(req.task_inputs),
+        "retries": policy.retries,
+        "retry_delay_seconds": list(policy.retry_delay_seconds),
+        "run_count": 0,
+        "expected_start_time": None,
+        "start_time": None,
+        "end_time": None,
+        "total_run_time": 0.0,
+        "created": now,
+        "updated": now,
+    }
+    return row, initial
+
+
+async def insert_task_runs(
+    session: AsyncSession, svc: ServiceContext, rows: Sequence[dict[str, Any]], initial: Sequence[State], now: datetime
+) -> set[str]:
+    """Insert the rows that are new (others are skipped), with their first state and events.
+
+    Rows of unknown flow runs are skipped too. Returns the ids inserted.
+    """
+    if not rows:
+        return set()
+    parents = {r["flow_run_id"] for r in rows}
+    query = (
+        select(flow_runs.c.id, flow_runs.c.flow_id, flows.c.name)
+        .join(flows, flows.c.id == flow_runs.c.flow_id, isouter=True)
+        .where(flow_runs.c.id.in_(parents))
+    )
+    known = {r.id: r for r in (await session.execute(query)).all()}
+    wanted = [(r, s) for r, s in zip(rows, initial, strict=True) if r["flow_run_id"] in known]
+    if not wanted:
+        return set()
+    stmt = insert_ignore(svc.db, task_runs).returning(task_runs.c.id)
+    inserted = set((await session.execute(stmt, [r for r, _ in wanted])).scalars().all())
+    fresh = [(r, s) for r, s in wanted if r["id"] in inserted]
+    created = []
+    for r, _ in fresh:
+        parent = known[r["flow_run_id"]]
+        ref = events.RunRef(
+            RunKind.TASK, r["id"], r["name"], parent.flow_id, parent.name or "", r["flow_run_id"], tags=r["tags"]
+        )
+        created.append(events.run_changed(ref, "created", now))
+    await svc.outbox.add(session, created)
+    await states.write_initial(session, svc, RunKind.TASK, [r["id"] for r, _ in fresh], [s for _, s in fresh], now)
+    return inserted
+
+
+async def _find_existing(session: AsyncSession, row: dict[str, Any]) -> Any:
+    c = task_runs.c
+    same_call = and_(
+        c.flow_run_id == row["flow_run_id"], c.task_key == row["task_key"], c.dynamic_key == row["dynamic_key"]
+    )
+    return (await session.execute(select(task_runs).where(or_(c.id == row["id"], same_call)))).first()
+
+
+async def create_task_run(svc: ServiceContext, req: pb.CreateTaskRunRequest) -> pb.CreateTaskRunResponse:
+    now = svc.clock()
+    row, initial = task_run_values(req, now)
+    async with svc.db.transaction() as session:
+        existing = await _find_existing(session, row)
+        if existing is not None:
+            return pb.CreateTaskRunResponse(task_run=task_run_to_pb(existing), created=False)
+        inserted = await insert_task_runs(session, svc, [row], [initial], now)
+        if not inserted:
+            existing = await _find_existing(session, row)
+            if existing is None:
+                raise NotFound(f"flow run {row['flow_run_id']} not found", field="flow_run_id")
+            return pb.CreateTaskRunResponse(task_run=task_run_to_pb(existing), created=False)
+        created = (await session.execute(select(task_runs).where(task_runs.c.id == row["id"]))).one()
+    return pb.CreateTaskRunResponse(task_run=task_run_to_pb(created), created=True)
+
+
+async def get_task_run(svc: ServiceContext, req: pb.GetTaskRunRequest) -> pb.GetTaskRunResponse:
+    run_id = parse_id(req.id, "id")
+    async with svc.db.read() as session:
+        row = (await session.execute(select(task_runs).where(task_runs.c.id == run_id))).first()
+    if row is None:
+        raise NotFound(f"task run {run_id} not found", field="id")
+    return pb.GetTaskRunResponse(task_run=task_run_to_pb(row))
+
+
+async def list_task_runs(svc: ServiceContext, req: pb.ListTaskRunsRequest) -> pb.ListTaskRunsResponse:
+    size = paging.page_size(req.page.page_size)
+    c = task_runs.c
+    conditions = [*task_run_filter(req.filter), *after_key(c.created, c.id, req.page.page_token, descending=True)]
+    query = select(task_runs).where(*conditions).order_by(c.created.desc(), c.id.desc()).limit(size)
+    async with svc.db.read() as session:
+        rows = (await session.execute(query)).all()
+    return pb.ListTaskRunsResponse(
+        task_runs=[task_run_to_pb(r) for r in rows], next_page_token=next_token(rows, size, lambda r: r.created)
+    )
+
+
+async def delete_task_run(svc: ServiceContext, req: pb.DeleteTaskRunRequest) -> pb.DeleteTaskRunResponse:
+    run_id = parse_id(req.id, "id")
+    now = svc.clock()
+    async with svc.db.transaction() as session:
+        row = (await session.execute(select(task_runs).where(task_runs.c.id == run_id))).first()
+        if row is None:
+            raise NotFound(f"task run {run_id} not found", field="id")
+        await purge_task_run(session, run_id)
+        ref = events.RunRef(RunKind.TASK, run_id, row.name, flow_run_id=row.flow_run_id, tags=row.tags)
+        await svc.outbox.add(session, [events.run_changed(ref, "deleted", now)])
+    return pb.DeleteTaskRunResponse()
