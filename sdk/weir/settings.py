@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     #: ``host:port`` of the gRPC endpoint (``WEIR_API_ADDRESS``). ``None``
     #: means no server is configured.
     api_address: str | None = None
+    #: Per-service gRPC addresses for the distributed topology, overriding
+    #: ``api_address`` for that service: ``WEIR_SERVICE_ADDRESSES='{"events": "10.0.0.5:4274"}'``.
+    service_addresses: dict[str, str] = Field(default_factory=dict)
     #: Sent as ``authorization: Bearer <key>`` metadata when set (``WEIR_API_KEY``).
     api_key: str | None = None
     #: Where local state lives: embedded databases, results, NATS storage.

@@ -7,7 +7,7 @@ loads SQLAlchemy, FastAPI or a service.
 
 import typer
 
-from weir.cli import events, flow_runs, health, server, service, task_runs
+from weir.cli import events, flow_runs, gateway, health, server, service, task_runs
 from weir.cli._common import WeirGroup
 
 __all__ = ["app", "main"]
@@ -25,6 +25,7 @@ app.add_typer(task_runs.app, name="task-run")
 app.add_typer(events.app, name="events")
 app.add_typer(server.app, name="server")
 app.command("service")(service.service)
+app.command("gateway")(gateway.gateway)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Self
 
@@ -25,6 +26,16 @@ SERVICE_NAMES: tuple[str, ...] = (
     "weir.v1.ConcurrencyService",
     "weir.v1.EventService",
 )
+
+#: Full service name -> the short name used for per-service addresses.
+SERVICE_SHORT_NAMES: dict[str, str] = {
+    "weir.v1.OrchestrationService": "orchestration",
+    "weir.v1.DeploymentService": "deployments",
+    "weir.v1.WorkerService": "deployments",
+    "weir.v1.BlockService": "blocks",
+    "weir.v1.ConcurrencyService": "concurrency",
+    "weir.v1.EventService": "events",
+}
 
 NO_SERVER_MESSAGE = "no Weir server configured: set WEIR_API_ADDRESS or run `weir server start`"
 
@@ -49,9 +60,14 @@ class AsyncWeirClient(OrchestrationAPI, EventsAPI):
         api_key: str | None = None,
         timeout: float = 30.0,
         read_retries: int = 3,
+        service_addresses: Mapping[str, str] | None = None,
     ) -> None:
         self._transport = Transport(
-            address, api_key=api_key, timeout=timeout, read_retries=read_retries
+            address,
+            api_key=api_key,
+            timeout=timeout,
+            read_retries=read_retries,
+            service_addresses=service_addresses,
         )
 
     @classmethod
@@ -64,6 +80,7 @@ class AsyncWeirClient(OrchestrationAPI, EventsAPI):
             api_key=settings.api_key,
             timeout=settings.request_timeout_seconds,
             read_retries=settings.read_retries,
+            service_addresses=settings.service_addresses,
         )
 
     @property
@@ -91,11 +108,12 @@ class AsyncWeirClient(OrchestrationAPI, EventsAPI):
         server does not host that service) or ``UNKNOWN``. Raises
         ``weir.errors.Unavailable`` when the server cannot be reached.
         """
-        stub = health_pb2_grpc.HealthStub(self._transport.channel)
-        statuses = await asyncio.gather(*(self._check(stub, name) for name in SERVICE_NAMES))
+        statuses = await asyncio.gather(*(self._check(name) for name in SERVICE_NAMES))
         return dict(zip(SERVICE_NAMES, statuses, strict=True))
 
-    async def _check(self, stub: health_pb2_grpc.HealthStub, service: str) -> str:
+    async def _check(self, service: str) -> str:
+        short = SERVICE_SHORT_NAMES[service]
+        stub = health_pb2_grpc.HealthStub(self._transport.channel_for(short))
         request = health_pb2.HealthCheckRequest(service=service)
         try:
             resp = await self._transport.unary(stub.Check, request, idempotent=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -78,28 +78,43 @@ class Transport:
         api_key: str | None = None,
         timeout: float = 30.0,
         read_retries: int = 3,
+        service_addresses: Mapping[str, str] | None = None,
     ) -> None:
         self.address = address
+        #: Per-service overrides (distributed mode: ``{"events": "events:4274"}``).
+        self.service_addresses = dict(service_addresses or {})
         self.timeout = timeout
         self.read_retries = read_retries
         self.metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
         )
-        self._channel: aio.Channel | None = None
+        self._channels: dict[str, aio.Channel] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def channel(self) -> aio.Channel:
+        """The channel to the default address."""
+        return self._channel_to(self.address)
+
+    def channel_for(self, service: str) -> aio.Channel:
+        """The channel for a service by short name (``orchestration``, ``events``...)."""
+        return self._channel_to(self.service_addresses.get(service, self.address))
+
+    def _channel_to(self, address: str) -> aio.Channel:
         loop = asyncio.get_running_loop()
-        if self._channel is None or self._loop is not loop:
-            self._channel = aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        if self._loop is not loop:
+            self._channels = {}
             self._loop = loop
-        return self._channel
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return channel
 
     async def close(self) -> None:
-        channel, self._channel = self._channel, None
-        if channel is not None and self._loop is asyncio.get_running_loop():
-            await channel.close()
+        channels, self._channels = self._channels, {}
+        if self._loop is asyncio.get_running_loop():
+            for channel in channels.values():
+                await channel.close()
 
     async def unary(
         self,

@@ -30,7 +30,7 @@ class EventsAPI:
 
     @property
     def _events_stub(self) -> Any:
-        channel = self._transport.channel
+        channel = self._transport.channel_for("events")
         if self._events_cache is None or self._events_cache[0] is not channel:
             self._events_cache = (channel, events_pb2_grpc.EventServiceStub(channel))
         return self._events_cache[1]

@@ -57,7 +57,7 @@ class OrchestrationAPI:
     @property
     def _orchestration_stub(self) -> Any:
         """The raw async stub (internal: the SDK engine drives SyncRuns with it)."""
-        channel = self._transport.channel
+        channel = self._transport.channel_for("orchestration")
         if self._orch_cache is None or self._orch_cache[0] is not channel:
             self._orch_cache = (channel, orchestration_pb2_grpc.OrchestrationServiceStub(channel))
         return self._orch_cache[1]
