@@ -38,7 +38,9 @@ def state(
 
 
 def proposal(state_type: int, **kwargs: Any) -> pb.StateProposal:
-    extra = {k: kwargs.pop(k) for k in ("force", "idempotency_key", "expected_state_id", "fencing_token") if k in kwargs}
+    extra = {
+        k: kwargs.pop(k) for k in ("force", "idempotency_key", "expected_state_id", "fencing_token") if k in kwargs
+    }
     return pb.StateProposal(state=state(state_type, **kwargs), **extra)
 
 

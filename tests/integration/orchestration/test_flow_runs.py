@@ -79,7 +79,9 @@ async def test_paging_in_both_sort_orders(orch):
         seen, token = [], ""
         while True:
             req = pb.ListFlowRunsRequest(
-                filter=pb.FlowRunFilter(flow_ids=[flow.id]), sort=sort, page=common_pb2.PageRequest(page_size=2, page_token=token)
+                filter=pb.FlowRunFilter(flow_ids=[flow.id]),
+                sort=sort,
+                page=common_pb2.PageRequest(page_size=2, page_token=token),
             )
             resp = await orch.stub.ListFlowRuns(req)
             seen += [r.id for r in resp.flow_runs]

@@ -52,7 +52,9 @@ async def test_paging_visits_every_flow_once_newest_first(orch):
         await orch.stub.CreateFlow(pb.CreateFlowRequest(name=name))
     seen, token = [], ""
     while True:
-        resp = await orch.stub.ListFlows(pb.ListFlowsRequest(page=common_pb2.PageRequest(page_size=3, page_token=token)))
+        resp = await orch.stub.ListFlows(
+            pb.ListFlowsRequest(page=common_pb2.PageRequest(page_size=3, page_token=token))
+        )
         seen += [f.name for f in resp.flows]
         token = resp.next_page_token
         if not token:

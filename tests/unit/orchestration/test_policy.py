@@ -125,9 +125,7 @@ def test_failed_without_retries_left_is_accepted() -> None:
 def test_crashed_retries_for_flow_runs_only() -> None:
     flow = policy.enforce_retries(ctx(st(RUNNING), st(CRASHED), policy=RunPolicy(1), run_count=1))
     assert flow is not None and flow.state is not None and flow.state.name == "AwaitingRetry"
-    task = policy.enforce_retries(
-        ctx(st(RUNNING), st(CRASHED), policy=RunPolicy(1), run_count=1, kind=RunKind.TASK)
-    )
+    task = policy.enforce_retries(ctx(st(RUNNING), st(CRASHED), policy=RunPolicy(1), run_count=1, kind=RunKind.TASK))
     assert task is None
 
 

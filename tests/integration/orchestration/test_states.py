@@ -1,0 +1,221 @@
+"""State proposals over real gRPC: the policy's answers, history, events."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import grpc
+from sqlalchemy import select
+
+from weir.v1 import common_pb2
+from weir.v1 import orchestration_pb2 as pb
+from weir_orchestration.models import outbox
+
+from .helpers import expect_error, new_flow_run, new_task_run, set_flow_state, set_task_state, state, uid
+
+
+async def history(orch, **which):
+    return list((await orch.stub.ListStates(pb.ListStatesRequest(**which))).states)
+
+
+async def test_lifecycle_accepted_and_duplicate_pending_rejected(orch):
+    run = await new_flow_run(orch.stub)
+    running = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    assert running.decision == pb.ACCEPT and running.state.type == common_pb2.RUNNING
+    again = await set_flow_state(orch.stub, run.id, common_pb2.PENDING)
+    assert again.decision == pb.REJECT
+    assert again.reason == "run is already RUNNING" and again.rule == "prevent_duplicate_pending"
+    assert again.state.id == running.state.id  # the run's state now
+    done = await set_flow_state(orch.stub, run.id, common_pb2.COMPLETED, result_ref="file:///r")
+    assert done.decision == pb.ACCEPT
+    got = (await orch.stub.GetFlowRun(pb.GetFlowRunRequest(id=run.id))).flow_run
+    assert got.state.type == common_pb2.COMPLETED and got.run_count == 1
+    assert got.start_time.seconds > 0 and got.end_time.seconds > 0 and got.total_run_time_seconds >= 0
+    states = await history(orch, flow_run_id=run.id)
+    assert [s.type for s in states] == [common_pb2.PENDING, common_pb2.RUNNING, common_pb2.COMPLETED]
+    assert states[-1].details.result_ref == "file:///r"
+
+
+async def test_second_pending_rejected_with_reason(orch):
+    run = await new_flow_run(orch.stub)
+    r = await set_flow_state(orch.stub, run.id, common_pb2.PENDING)
+    assert r.decision == pb.REJECT and r.reason == "run is already PENDING"
+    assert len(await history(orch, flow_run_id=run.id)) == 1
+
+
+async def test_terminal_state_is_final_but_a_flow_run_can_be_rerun(orch):
+    run = await new_flow_run(orch.stub)
+    await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    await set_flow_state(orch.stub, run.id, common_pb2.COMPLETED)
+    r = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    assert r.decision == pb.REJECT and "COMPLETED" in r.reason and "RUNNING" in r.reason
+    rerun = await set_flow_state(orch.stub, run.id, common_pb2.SCHEDULED)
+    assert rerun.decision == pb.ACCEPT
+
+
+async def test_failure_with_retries_becomes_awaiting_retry(orch):
+    run = await new_flow_run(orch.stub, policy=pb.RunPolicy(retries=1, retry_delay_seconds=[30]))
+    await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    r = await set_flow_state(orch.stub, run.id, common_pb2.FAILED, name="Failed")
+    assert r.decision == pb.REJECT and r.rule == "enforce_retries"
+    assert r.state.type == common_pb2.SCHEDULED and r.state.name == "AwaitingRetry"
+    assert r.state.details.retry_count == 1
+    delay = r.state.details.scheduled_time.ToDatetime() - r.state.timestamp.ToDatetime()
+    assert timedelta(seconds=29) < delay <= timedelta(seconds=31)
+    # Too early to start again: WAIT with the remaining delay.
+    w = await set_flow_state(orch.stub, run.id, common_pb2.PENDING)
+    assert w.decision == pb.WAIT and 28 < w.delay_seconds <= 30
+    orch.clock.advance(31)
+    assert (await set_flow_state(orch.stub, run.id, common_pb2.PENDING)).decision == pb.ACCEPT
+    assert (await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)).decision == pb.ACCEPT
+    final = await set_flow_state(orch.stub, run.id, common_pb2.FAILED)
+    assert final.decision == pb.ACCEPT and final.state.type == common_pb2.FAILED  # no retries left
+    got = (await orch.stub.GetFlowRun(pb.GetFlowRunRequest(id=run.id))).flow_run
+    assert got.run_count == 2
+
+
+async def test_wait_for_future_scheduled_time(orch):
+    when = orch.clock() + timedelta(seconds=120)
+    run = await new_flow_run(orch.stub, state=state(common_pb2.SCHEDULED, scheduled_time=when))
+    r = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    assert r.decision == pb.WAIT and 118 < r.delay_seconds <= 120
+    assert r.state.type == common_pb2.SCHEDULED  # unchanged
+    orch.clock.advance(121)
+    r = await set_flow_state(orch.stub, run.id, common_pb2.PENDING)
+    assert r.decision == pb.ACCEPT
+    assert r.state.details.scheduled_time.ToDatetime().replace(microsecond=0) == when.replace(
+        tzinfo=None, microsecond=0
+    )
+
+
+async def test_abort_on_cancelled(orch):
+    run = await new_flow_run(orch.stub)
+    assert (await set_flow_state(orch.stub, run.id, common_pb2.CANCELLED)).decision == pb.ACCEPT
+    r = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    assert r.decision == pb.ABORT and "CANCELLED" in r.reason
+
+
+async def test_task_run_aborted_when_its_flow_run_is_cancelling(orch):
+    run = await new_flow_run(orch.stub)
+    task = await new_task_run(orch.stub, run.id)
+    await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    await set_flow_state(orch.stub, run.id, common_pb2.CANCELLING)
+    r = await set_task_state(orch.stub, task.id, common_pb2.RUNNING)
+    assert r.decision == pb.ABORT and r.rule == "abort_when_cancel_requested"
+
+
+async def test_idempotency_key_returns_first_answer(orch):
+    run = await new_flow_run(orch.stub)
+    first = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING, idempotency_key="claim-1")
+    second = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING, idempotency_key="claim-1")
+    assert first.decision == second.decision == pb.ACCEPT
+    assert second.state.id == first.state.id
+    other = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING, idempotency_key="claim-2")
+    assert other.decision == pb.REJECT
+    assert len(await history(orch, flow_run_id=run.id)) == 2
+
+
+async def test_resent_state_id_is_not_written_twice(orch):
+    run = await new_flow_run(orch.stub)
+    sid = uid()
+    a = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING, state_id=sid)
+    b = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING, state_id=sid)
+    assert a.decision == b.decision == pb.ACCEPT and a.state.id == b.state.id == sid
+    assert len(await history(orch, flow_run_id=run.id)) == 2
+
+
+async def test_expected_state_id(orch):
+    run = await new_flow_run(orch.stub)
+    stale = uid()
+    r = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING, expected_state_id=stale)
+    assert r.decision == pb.ABORT and "PENDING" in r.reason and run.state.id in r.reason
+    ok = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING, expected_state_id=run.state.id)
+    assert ok.decision == pb.ACCEPT
+
+
+async def test_force_bypasses_policy_and_is_recorded(orch):
+    run = await new_flow_run(orch.stub)
+    await set_flow_state(orch.stub, run.id, common_pb2.COMPLETED)
+    r = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING, force=True)
+    assert r.decision == pb.ACCEPT and r.rule == "force"
+    assert [s.type for s in await history(orch, flow_run_id=run.id)][-1] == common_pb2.RUNNING
+
+
+async def test_cache_hit_answers_cached(orch):
+    run = await new_flow_run(orch.stub)
+    first = await new_task_run(orch.stub, run.id, cache_key="inputs-abc")
+    await set_task_state(orch.stub, first.id, common_pb2.RUNNING)
+    await set_task_state(orch.stub, first.id, common_pb2.COMPLETED, result_ref="file:///result-1")
+    second = await new_task_run(orch.stub, run.id, cache_key="inputs-abc")
+    r = await set_task_state(orch.stub, second.id, common_pb2.RUNNING)
+    assert r.decision == pb.REJECT and r.rule == "cache_lookup"
+    assert r.state.type == common_pb2.COMPLETED and r.state.name == "Cached"
+    assert r.state.details.result_ref == "file:///result-1"
+    assert r.state.details.cached_from_task_run_id == first.id
+    got = (await orch.stub.GetTaskRun(pb.GetTaskRunRequest(id=second.id))).task_run
+    assert got.state.name == "Cached" and got.run_count == 0
+    # refresh_cache runs it anyway; an expired entry is no hit.
+    third = await new_task_run(orch.stub, run.id, cache_key="inputs-abc")
+    assert (await set_task_state(orch.stub, third.id, common_pb2.RUNNING, refresh_cache=True)).decision == pb.ACCEPT
+    other = await new_task_run(orch.stub, run.id, cache_key="inputs-exp")
+    await set_task_state(orch.stub, other.id, common_pb2.RUNNING)
+    past = orch.clock() - timedelta(seconds=1)
+    await set_task_state(orch.stub, other.id, common_pb2.COMPLETED, cache_expiration=past)
+    late = await new_task_run(orch.stub, run.id, cache_key="inputs-exp")
+    assert (await set_task_state(orch.stub, late.id, common_pb2.RUNNING)).decision == pb.ACCEPT
+
+
+async def test_state_changes_emit_events_into_the_outbox(orch):
+    run = await new_flow_run(orch.stub, tags=["blue"])
+    await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    async with orch.db.read() as session:
+        rows = (await session.execute(select(outbox.c.subject, outbox.c.data).order_by(outbox.c.seq))).all()
+    names = [common_pb2.Event.FromString(r.data).event for r in rows]
+    assert names == ["weir.flow.created", "weir.flow-run.created", "weir.flow-run.Pending", "weir.flow-run.Running"]
+    event = common_pb2.Event.FromString(rows[-1].data)
+    labels = event.resource.labels
+    assert labels["weir.resource.id"] == f"weir.flow-run.{run.id}"
+    assert labels["weir.state-type"] == "RUNNING" and labels["weir.state-name"] == "Running"
+    roles = {r.labels["weir.resource.role"]: r.labels["weir.resource.id"] for r in event.related}
+    assert roles == {"flow": f"weir.flow.{run.flow_id}", "tag": "weir.tag.blue"}
+    assert event.payload["intended"]["from"] == "PENDING" and event.payload["intended"]["to"] == "RUNNING"
+    assert event.payload["validated_state"]["type"] == "RUNNING"
+    assert rows[-1].subject == "weir.events.weir.flow-run.Running"
+
+
+async def test_rejected_proposal_emits_no_event(orch):
+    run = await new_flow_run(orch.stub)
+    before = await orch.count("outbox")
+    await set_flow_state(orch.stub, run.id, common_pb2.PENDING)
+    assert await orch.count("outbox") == before
+
+
+async def test_history_pages_oldest_first(orch):
+    run = await new_flow_run(orch.stub)
+    for t in (common_pb2.RUNNING, common_pb2.COMPLETED, common_pb2.SCHEDULED, common_pb2.PENDING):
+        assert (await set_flow_state(orch.stub, run.id, t)).decision == pb.ACCEPT
+    seen, token = [], ""
+    while True:
+        resp = await orch.stub.ListStates(
+            pb.ListStatesRequest(flow_run_id=run.id, page=common_pb2.PageRequest(page_size=2, page_token=token))
+        )
+        seen += [s.type for s in resp.states]
+        token = resp.next_page_token
+        if not token:
+            break
+    expected = [common_pb2.PENDING, common_pb2.RUNNING, common_pb2.COMPLETED, common_pb2.SCHEDULED, common_pb2.PENDING]
+    assert seen == expected
+
+
+async def test_proposal_for_unknown_run_is_not_found(orch):
+    missing = uid()
+    await expect_error(
+        orch.stub.SetFlowRunState(
+            pb.SetFlowRunStateRequest(flow_run_id=missing, proposal=pb.StateProposal(state=state(common_pb2.RUNNING)))
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        missing,
+    )
+    await expect_error(
+        orch.stub.ListStates(pb.ListStatesRequest(task_run_id=missing)), grpc.StatusCode.NOT_FOUND, missing
+    )
