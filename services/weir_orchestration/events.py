@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+
+from google.protobuf import struct_pb2
 
 from weir.v1 import common_pb2
 from weir_kit.events import new_event, resource
@@ -55,29 +57,38 @@ def _run_resource(run: RunRef, state: State | None) -> dict[str, str]:
     return resource(f"{_PREFIX[run.kind]}.{run.id}", name=run.name, **_state_labels(state))
 
 
-def _state_payload(state: State | None) -> dict[str, Any] | None:
+def _put_state(value: struct_pb2.Value, state: State | None) -> None:
     if state is None:
-        return None
-    return {"id": state.id, "type": type_name(state.type), "name": state.name, "message": state.message}
+        value.null_value = struct_pb2.NULL_VALUE
+        return
+    fields = value.struct_value.fields
+    fields["id"].string_value = state.id
+    fields["type"].string_value = type_name(state.type)
+    fields["name"].string_value = state.name
+    fields["message"].string_value = state.message
 
 
 def state_changed(run: RunRef, old: State | None, proposed: State, written: State) -> common_pb2.Event:
-    """``weir.flow-run.<StateName>``: a state was written on a run."""
-    payload = {
-        "intended": {
-            "from": type_name(old.type) if old else None,
-            "to": type_name(proposed.type),
-        },
-        "initial_state": _state_payload(old),
-        "validated_state": _state_payload(written),
-    }
-    return new_event(
-        f"{_PREFIX[run.kind]}.{written.name}",
-        _run_resource(run, written),
-        occurred=written.timestamp,
-        related=_related(run),
-        payload=payload,
-    )
+    """``weir.flow-run.<StateName>``: a state was written on a run.
+
+    Built field by field rather than through ``new_event``: a SyncRuns batch
+    makes thousands of these, and ``Struct.update`` costs twice as much.
+    """
+    msg = common_pb2.Event(id=str(uuid.uuid4()), event=f"{_PREFIX[run.kind]}.{written.name}")
+    msg.occurred.FromDatetime(written.timestamp)
+    msg.resource.labels.update(_run_resource(run, written))
+    for labels in _related(run):
+        msg.related.add().labels.update(labels)
+    payload = msg.payload.fields
+    intended = payload["intended"].struct_value.fields
+    if old is None:
+        intended["from"].null_value = struct_pb2.NULL_VALUE
+    else:
+        intended["from"].string_value = type_name(old.type)
+    intended["to"].string_value = type_name(proposed.type)
+    _put_state(payload["initial_state"], old)
+    _put_state(payload["validated_state"], written)
+    return msg
 
 
 def run_changed(run: RunRef, verb: str, occurred: datetime, state: State | None = None) -> common_pb2.Event:

@@ -111,7 +111,7 @@ async def create_flow_run(svc: ServiceContext, req: pb.CreateFlowRunRequest) -> 
             RunKind.FLOW, run_id, row.name, flow_id, row.flow_name, "", row.deployment_id or "", row.tags
         )
         await svc.outbox.add(session, [events.run_changed(ref, "created", now)])
-        await states.write_initial(session, svc, RunKind.FLOW, [run_id], [initial], now)
+        await states.apply(session, svc, RunKind.FLOW, [states.Proposal(run_id, initial, force=True)], now)
         row = await fetch(session, run_id)
     return pb.CreateFlowRunResponse(flow_run=flow_run_to_pb(row), created=True)
 

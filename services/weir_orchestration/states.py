@@ -12,7 +12,7 @@ one outbox insert.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -124,6 +124,8 @@ def _table(kind: RunKind) -> Any:
 
 
 async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *, lock: bool) -> dict[str, Run]:
+    if not ids:
+        return {}
     table = _table(kind)
     query = select(table).where(table.c.id.in_(sorted(set(ids))))
     if lock:
@@ -233,11 +235,11 @@ def _after(state: State, current: State | None) -> State:
     return state
 
 
-def _evaluate(run: Run, p: Proposal, now: datetime, hit: tuple[str, State] | None) -> Verdict:
+def _evaluate(run: Run, p: Proposal, proposed: State, now: datetime, hit: tuple[str, State] | None) -> Verdict:
     ctx = TransitionContext(
         kind=run.ref.kind,
         current=run.state,
-        proposed=_after(p.state, run.state),
+        proposed=proposed,
         now=now,
         policy=run.policy,
         run_count=run.times.run_count,
@@ -273,12 +275,22 @@ def _record(run: Run, written: State, p: Proposal, proposed: State, batch: _Batc
 
 
 async def apply(
-    session: AsyncSession, svc: ServiceContext, kind: RunKind, proposals: Sequence[Proposal], now: datetime
+    session: AsyncSession,
+    svc: ServiceContext,
+    kind: RunKind,
+    proposals: Sequence[Proposal],
+    now: datetime,
+    created: Mapping[str, Run] | None = None,
 ) -> list[Outcome]:
-    """Decide and write ``proposals`` (in order) inside the caller's transaction."""
+    """Decide and write ``proposals`` (in order) inside the caller's transaction.
+
+    ``created``: runs this transaction has just inserted (no need to read them back).
+    """
     if not proposals:
         return []
-    runs = await load_runs(session, kind, [p.run_id for p in proposals], lock=svc.db.is_postgres)
+    created = created or {}
+    to_load = [p.run_id for p in proposals if p.run_id not in created]
+    runs = {**created, **await load_runs(session, kind, to_load, lock=svc.db.is_postgres)}
     by_id, by_key = await _earlier_answers(session, proposals)
     wanted_keys = {
         p.state.details.cache_key or runs[p.run_id].cache_key
@@ -304,10 +316,11 @@ async def apply(
             outcomes.append(Outcome(replay(first)))
             continue
         key = p.state.details.cache_key or run.cache_key
-        verdict = _evaluate(run, p, now, hits.get(key) if key else None)
+        proposed = _after(p.state, run.state)
+        verdict = _evaluate(run, p, proposed, now, hits.get(key) if key else None)
         written = _to_write(verdict, run.state)
         if written is not None:
-            _record(run, written, p, _after(p.state, run.state), batch)
+            _record(run, written, p, proposed, batch)
             by_id[written.id] = (p.run_id, written)
             if p.idempotency_key and written.id == p.state.id:
                 by_key[(p.run_id, p.idempotency_key)] = written
@@ -370,19 +383,6 @@ async def set_state(svc: ServiceContext, kind: RunKind, run_id: str, msg: pb.Sta
     if not outcome.found:
         raise NotFound(f"{kind.value} run {run_id} not found", field=id_field)
     return result_to_pb(outcome.verdict)
-
-
-async def write_initial(
-    session: AsyncSession,
-    svc: ServiceContext,
-    kind: RunKind,
-    run_ids: Sequence[str],
-    states: Sequence[State],
-    now: datetime,
-) -> None:
-    """The first state of freshly created runs (no policy: there is nothing to go from)."""
-    proposals = [Proposal(run_id, state, force=True) for run_id, state in zip(run_ids, states, strict=True)]
-    await apply(session, svc, kind, proposals, now)
 
 
 async def list_states(svc: ServiceContext, req: pb.ListStatesRequest) -> pb.ListStatesResponse:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from weir_kit.runtime import ServiceContext
 from weir_orchestration import events, states
 from weir_orchestration.filters import after_key, next_token, task_run_filter
 from weir_orchestration.models import flow_runs, flows, task_runs
-from weir_orchestration.policy import PENDING, RunKind, State, default_name
+from weir_orchestration.policy import PENDING, RunKind, RunPolicy, RunTimes, State, default_name
 from weir_orchestration.proto import parse_id, plain, policy_from_pb, state_from_pb, task_run_to_pb
 from weir_orchestration.sql import insert_ignore, purge_task_run
 
@@ -57,38 +58,56 @@ def task_run_values(req: pb.CreateTaskRunRequest, now: datetime, field: str = ""
     return row, initial
 
 
+@dataclass
+class Inserted:
+    """Task runs just inserted: their first states (as forced proposals) and the runs themselves."""
+
+    first_states: list[states.Proposal] = field(default_factory=list)
+    runs: dict[str, states.Run] = field(default_factory=dict)
+
+
 async def insert_task_runs(
     session: AsyncSession, svc: ServiceContext, rows: Sequence[dict[str, Any]], initial: Sequence[State], now: datetime
-) -> set[str]:
-    """Insert the rows that are new (others are skipped), with their first state and events.
+) -> Inserted:
+    """Insert the rows that are new (others are skipped) with their "created" events.
 
-    Rows of unknown flow runs are skipped too. Returns the ids inserted.
+    Rows of unknown flow runs are skipped too. The caller writes the first
+    states, with the rest of its proposals, through ``states.apply``.
     """
     if not rows:
-        return set()
+        return Inserted()
     parents = {r["flow_run_id"] for r in rows}
     query = (
-        select(flow_runs.c.id, flow_runs.c.flow_id, flows.c.name)
+        select(flow_runs.c.id, flow_runs.c.flow_id, flow_runs.c.state_type, flows.c.name)
         .join(flows, flows.c.id == flow_runs.c.flow_id, isouter=True)
         .where(flow_runs.c.id.in_(parents))
     )
     known = {r.id: r for r in (await session.execute(query)).all()}
     wanted = [(r, s) for r, s in zip(rows, initial, strict=True) if r["flow_run_id"] in known]
     if not wanted:
-        return set()
+        return Inserted()
     stmt = insert_ignore(svc.db, task_runs).returning(task_runs.c.id)
     inserted = set((await session.execute(stmt, [r for r, _ in wanted])).scalars().all())
     fresh = [(r, s) for r, s in wanted if r["id"] in inserted]
+    out = Inserted()
     created = []
-    for r, _ in fresh:
+    for r, s in fresh:
         parent = known[r["flow_run_id"]]
         ref = events.RunRef(
             RunKind.TASK, r["id"], r["name"], parent.flow_id, parent.name or "", r["flow_run_id"], tags=r["tags"]
         )
         created.append(events.run_changed(ref, "created", now))
+        out.first_states.append(states.Proposal(r["id"], s, force=True))
+        out.runs[r["id"]] = states.Run(
+            ref=ref,
+            state=None,
+            policy=RunPolicy(r["retries"], tuple(r["retry_delay_seconds"])),
+            times=RunTimes(),
+            cache_key=r["cache_key"] or "",
+            cancel_requested=parent.state_type in ("CANCELLING", "CANCELLED"),
+        )
     await svc.outbox.add(session, created)
-    await states.write_initial(session, svc, RunKind.TASK, [r["id"] for r, _ in fresh], [s for _, s in fresh], now)
-    return inserted
+    return out
 
 
 async def _find_existing(session: AsyncSession, row: dict[str, Any]) -> Any:
@@ -107,7 +126,8 @@ async def create_task_run(svc: ServiceContext, req: pb.CreateTaskRunRequest) -> 
         if existing is not None:
             return pb.CreateTaskRunResponse(task_run=task_run_to_pb(existing), created=False)
         inserted = await insert_task_runs(session, svc, [row], [initial], now)
-        if not inserted:
+        await states.apply(session, svc, RunKind.TASK, inserted.first_states, now, inserted.runs)
+        if not inserted.runs:
             existing = await _find_existing(session, row)
             if existing is None:
                 raise NotFound(f"flow run {row['flow_run_id']} not found", field="flow_run_id")

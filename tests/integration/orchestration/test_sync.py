@@ -1,0 +1,157 @@
+"""SyncRuns: batched task-run creations, proposals and logs over one stream."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from weir.v1 import common_pb2
+from weir.v1 import orchestration_pb2 as pb
+
+from .helpers import new_flow_run, proposal, uid
+
+
+def task_messages(flow_run_id: str, count: int, per_message: int, first_seq: int = 1) -> list[pb.SyncRunsRequest]:
+    """Messages that create ``count`` task runs and take each PENDING -> RUNNING -> COMPLETED."""
+    out = []
+    seq = first_seq
+    for start in range(0, count, per_message):
+        ids = [uid() for _ in range(start, min(start + per_message, count))]
+        creates = [
+            pb.CreateTaskRunRequest(
+                id=task_id,
+                flow_run_id=flow_run_id,
+                task_key="step",
+                dynamic_key=f"{start + i}",
+                state=common_pb2.State(id=uid(), type=common_pb2.PENDING),
+            )
+            for i, task_id in enumerate(ids)
+        ]
+        out.append(pb.SyncRunsRequest(seq=seq, create_task_runs=creates))
+        seq += 1
+        for state_type in (common_pb2.RUNNING, common_pb2.COMPLETED):
+            proposals = [
+                pb.TaskRunStateProposal(task_run_id=task_id, proposal=proposal(state_type, state_id=uid()))
+                for task_id in ids
+            ]
+            logs = [pb.LogRecord(id=uid(), flow_run_id=flow_run_id, task_run_id=t, message="hi") for t in ids]
+            out.append(
+                pb.SyncRunsRequest(seq=seq, proposals=proposals, logs=logs if state_type == common_pb2.RUNNING else [])
+            )
+            seq += 1
+    return out
+
+
+async def send_all(stub, messages) -> list[pb.SyncRunsResponse]:
+    call = stub.SyncRuns()
+    for msg in messages:
+        await call.write(msg)
+    await call.done_writing()
+    return [resp async for resp in call]
+
+
+async def test_ingest_one_thousand_task_runs(orch):
+    run = await new_flow_run(orch.stub)
+    messages = task_messages(run.id, 1000, 100)
+    responses = await send_all(orch.stub, messages)
+    assert responses[-1].acked_seq == messages[-1].seq
+    assert all(not r.not_accepted and not r.decisions for r in responses)
+    assert [r.acked_seq for r in responses] == sorted(r.acked_seq for r in responses)
+    assert await orch.count("task_runs") == 1000
+    assert await orch.count("run_states") == 1 + 3000
+    assert await orch.count("logs") == 1000
+    done = await orch.stub.ListTaskRuns(
+        pb.ListTaskRunsRequest(
+            filter=pb.TaskRunFilter(flow_run_ids=[run.id], state_types=[common_pb2.COMPLETED]),
+            page=common_pb2.PageRequest(page_size=1000),
+        )
+    )
+    assert len(done.task_runs) == 1000
+    assert all(t.run_count == 1 and t.end_time.seconds > 0 for t in done.task_runs)
+
+
+async def test_flush_acks_an_empty_message(orch):
+    call = orch.stub.SyncRuns()
+    await call.write(pb.SyncRunsRequest(seq=7, flush=True))
+    resp = await call.read()
+    assert resp.acked_seq == 7
+    call.cancel()
+
+
+async def test_dropped_stream_resent_loses_nothing_and_duplicates_nothing(orch):
+    run = await new_flow_run(orch.stub)
+    messages = task_messages(run.id, 600, 20)  # 90 messages
+    call = orch.stub.SyncRuns()
+    acked = 0
+    for msg in messages[:60]:
+        await call.write(msg)
+    while acked < 20:
+        acked = (await call.read()).acked_seq
+    call.cancel()  # mid-way: some sent messages may be unread, mid-batch or committed without an ack
+    await asyncio.sleep(0.1)
+
+    # Reconnect and resend everything unacked, plus a few already acked.
+    resend = [m for m in messages if m.seq > acked - 5]
+    responses = await send_all(orch.stub, resend)
+    assert responses[-1].acked_seq == messages[-1].seq
+    assert all(not r.not_accepted for r in responses)
+    assert await orch.count("task_runs") == 600
+    assert await orch.count("run_states") == 1 + 3 * 600
+    assert await orch.count("logs") == 600
+    completed = await orch.stub.ListTaskRuns(
+        pb.ListTaskRunsRequest(
+            filter=pb.TaskRunFilter(flow_run_ids=[run.id], state_types=[common_pb2.COMPLETED]),
+            page=common_pb2.PageRequest(page_size=1000),
+        )
+    )
+    assert len(completed.task_runs) == 600
+    assert {t.run_count for t in completed.task_runs} == {1}
+    states = await orch.stub.ListStates(pb.ListStatesRequest(task_run_id=completed.task_runs[0].id))
+    assert [s.type for s in states.states] == [common_pb2.PENDING, common_pb2.RUNNING, common_pb2.COMPLETED]
+
+
+async def test_decisions_and_not_accepted(orch):
+    run = await new_flow_run(orch.stub)
+    cached_id, hit_id, dup_id = uid(), uid(), uid()
+    creates = [
+        pb.CreateTaskRunRequest(id=cached_id, flow_run_id=run.id, task_key="a", cache_key="ck"),
+        pb.CreateTaskRunRequest(id=hit_id, flow_run_id=run.id, task_key="b", cache_key="ck"),
+        pb.CreateTaskRunRequest(id=dup_id, flow_run_id=run.id, task_key="c"),
+    ]
+    first = [
+        pb.TaskRunStateProposal(task_run_id=cached_id, proposal=proposal(common_pb2.RUNNING)),
+        pb.TaskRunStateProposal(task_run_id=cached_id, proposal=proposal(common_pb2.COMPLETED, result_ref="r://1")),
+    ]
+    call = orch.stub.SyncRuns()
+    await call.write(pb.SyncRunsRequest(seq=1, create_task_runs=creates, proposals=first))
+    assert (await call.read()).acked_seq == 1
+    second = [
+        pb.TaskRunStateProposal(task_run_id=hit_id, proposal=proposal(common_pb2.RUNNING), wait_for_decision=True),
+        pb.TaskRunStateProposal(task_run_id=dup_id, proposal=proposal(common_pb2.PENDING)),
+        pb.TaskRunStateProposal(task_run_id=uid(), proposal=proposal(common_pb2.RUNNING)),
+    ]
+    await call.write(pb.SyncRunsRequest(seq=2, proposals=second))
+    resp = await call.read()
+    await call.done_writing()
+    assert resp.acked_seq == 2
+    (decision,) = resp.decisions
+    assert decision.seq == 2 and decision.task_run_id == hit_id
+    assert decision.result.decision == pb.REJECT and decision.result.state.name == "Cached"
+    assert decision.result.state.details.result_ref == "r://1"
+    refused = {d.task_run_id: d.result for d in resp.not_accepted}
+    assert refused[dup_id].decision == pb.REJECT and "already PENDING" in refused[dup_id].reason
+    assert len(refused) == 2  # and the unknown task run
+    assert any(r.decision == pb.ABORT and "not found" in r.reason for r in refused.values())
+
+
+async def test_invalid_record_fails_the_stream_with_invalid_argument(orch):
+    call = orch.stub.SyncRuns()
+    bad = pb.TaskRunStateProposal(task_run_id="nope", proposal=proposal(common_pb2.RUNNING))
+    await call.write(pb.SyncRunsRequest(seq=1, proposals=[bad]))
+    try:
+        await call.read()
+    except grpc.aio.AioRpcError as err:
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "task_run_id" in (err.details() or "")
+    else:
+        raise AssertionError("expected INVALID_ARGUMENT")
