@@ -1,0 +1,54 @@
+"""The sweeper: crashed, stuck-cancelling and late flow runs, through the policy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from weir.v1 import common_pb2
+from weir.v1 import orchestration_pb2 as pb
+
+from .helpers import new_flow_run, set_flow_state, state
+
+
+async def get(orch, run_id):
+    return (await orch.stub.GetFlowRun(pb.GetFlowRunRequest(id=run_id))).flow_run
+
+
+async def test_stale_heartbeat_crashes_and_retries_when_allowed(orch):
+    plain = await new_flow_run(orch.stub)
+    retried = await new_flow_run(orch.stub, policy=pb.RunPolicy(retries=1, retry_delay_seconds=[10]))
+    fresh = await new_flow_run(orch.stub)
+    for run in (plain, retried, fresh):
+        await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    orch.clock.advance(orch.orchestration_settings.heartbeat_timeout_seconds + 5)
+    await orch.stub.HeartbeatFlowRun(pb.HeartbeatFlowRunRequest(flow_run_id=fresh.id))  # still alive
+    moved = await orch.runtime.sweeper.sweep_once()
+    assert moved == 2
+    crashed = await get(orch, plain.id)
+    assert crashed.state.type == common_pb2.CRASHED and crashed.end_time.seconds > 0
+    again = await get(orch, retried.id)
+    assert again.state.type == common_pb2.SCHEDULED and again.state.name == "AwaitingRetry"
+    assert (await get(orch, fresh.id)).state.type == common_pb2.RUNNING
+    assert await orch.runtime.sweeper.sweep_once() == 0  # nothing left to do
+
+
+async def test_cancelling_times_out_to_cancelled(orch):
+    run = await new_flow_run(orch.stub)
+    await set_flow_state(orch.stub, run.id, common_pb2.CANCELLING)
+    assert await orch.runtime.sweeper.sweep_once() == 0
+    orch.clock.advance(orch.orchestration_settings.cancelling_timeout_seconds + 1)
+    assert await orch.runtime.sweeper.sweep_once() == 1
+    assert (await get(orch, run.id)).state.type == common_pb2.CANCELLED
+
+
+async def test_past_due_scheduled_runs_become_late(orch):
+    due = orch.clock() + timedelta(seconds=5)
+    run = await new_flow_run(orch.stub, state=state(common_pb2.SCHEDULED, scheduled_time=due))
+    assert await orch.runtime.sweeper.sweep_once() == 0
+    orch.clock.advance(5 + orch.orchestration_settings.late_after_seconds + 1)
+    assert await orch.runtime.sweeper.sweep_once() == 1
+    late = await get(orch, run.id)
+    assert late.state.type == common_pb2.SCHEDULED and late.state.name == "Late"
+    assert late.state.details.scheduled_time.seconds == int(due.timestamp())
+    assert await orch.runtime.sweeper.sweep_once() == 0  # Late stays Late
+    assert (await set_flow_state(orch.stub, run.id, common_pb2.PENDING)).decision == pb.ACCEPT
