@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, exists, false, or_, select
+from sqlalchemy import ColumnElement, String, and_, cast, exists, or_, select
 
 from weir._proto import timestamp_to_datetime
 from weir.errors import InvalidArgument
@@ -160,7 +160,3 @@ def next_token(rows: Sequence[Any], size: int, sort_value: Any) -> str:
         return ""
     last = rows[-1]
     return paging.encode_token(sort_value(last).isoformat(), last.id)
-
-
-def nothing() -> ColumnElement[bool]:
-    return false()

@@ -54,8 +54,7 @@ def _from_iso(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def ts(value: datetime | None) -> Any:
-    return to_timestamp(value)
+ts = to_timestamp
 
 
 # ------------------------------------------------------------------ states
