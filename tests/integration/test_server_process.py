@@ -28,19 +28,26 @@ def _free_port() -> int:
 
 
 def _start(home: Path) -> tuple[subprocess.Popen[str], int, int]:
+    """The server, its output going to home/../server.log (read it with _output)."""
     grpc_port, http_port = _free_port(), _free_port()
     env = {**os.environ, "WEIR_HOME": str(home)}
     env.pop("WEIR_DATABASE_URL", None)
     env.pop("WEIR_NATS_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "weir.cli", "server", "start", "--grpc-port", str(grpc_port), "--http-port",
-         str(http_port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with open(home.parent / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "weir.cli", "server", "start", "--grpc-port", str(grpc_port), "--http-port",
+             str(http_port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     return proc, grpc_port, http_port
+
+
+def _output(home: Path) -> str:
+    return (home.parent / "server.log").read_text()
 
 
 def _wait_ready(proc: subprocess.Popen[str], grpc_port: int, deadline_s: float = 60) -> None:
@@ -48,7 +55,7 @@ def _wait_ready(proc: subprocess.Popen[str], grpc_port: int, deadline_s: float =
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert proc.poll() is None, "server exited early"
             try:
                 if stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status == 1:
                     return
@@ -74,7 +81,8 @@ def test_server_start_on_empty_home_then_sigterm_stops_everything(tmp_path: Path
         for service in ("orchestration", "deployments", "blocks", "concurrency", "events"):
             assert (home / f"{service}.db").exists()
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        output = _output(home)
     finally:
         if proc.poll() is None:
             proc.kill()
