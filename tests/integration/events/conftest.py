@@ -50,6 +50,18 @@ class EventsStack:
         return {info.name for info in infos}
 
 
+async def _wait_for_consumer(nats: Nats, stream: str, name: str) -> None:
+    from nats.js.errors import NotFoundError
+
+    for _ in range(500):
+        try:
+            await nats.js.consumer_info(stream, name)
+            return
+        except NotFoundError:
+            await asyncio.sleep(0.01)
+    pytest.fail(f"persister consumer {name} not created")
+
+
 @pytest.fixture(params=BACKENDS)
 def events_backend(request: pytest.FixtureRequest) -> str:
     require_backend(request.param)
@@ -92,6 +104,7 @@ async def events_stack(
     await server.set_serving(True)
     await runtime.start()
     relay.start()
+    await _wait_for_consumer(nats, settings.events_stream, events_settings.persister_consumer)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     stack = EventsStack(
         backend=events_backend,
