@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,25 +133,33 @@ class Stack:
         self.http_port = self._gateway.servers[0].sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        """Stop in reverse order; every step is bounded so a stuck part cannot hang the exit."""
         if self._gateway is not None and self._gateway_task is not None:
             self._gateway.should_exit = True
-            try:
-                await asyncio.wait_for(self._gateway_task, timeout=5)
-            except Exception:  # already failed or timed out: we are going down anyway
-                self._gateway_task.cancel()
+            await _bounded(self._gateway_task, "gateway", 5)
             self._gateway = None
         if self.grpc is not None:
-            await self.grpc.stop(grace=1.0)
+            await _bounded(self.grpc.stop(grace=1.0), "grpc server", 5)
             self.grpc = None
         for hosted in reversed(self.hosted):
-            await hosted.runtime.stop()
-            await hosted.relay.stop()
+            await _bounded(hosted.runtime.stop(), f"{hosted.name} service", 10)
+            await _bounded(hosted.relay.stop(), f"{hosted.name} outbox relay", 5)
         for hosted in self.hosted:
-            await hosted.db.dispose()
+            await _bounded(hosted.db.dispose(), f"{hosted.name} database", 5)
         self.hosted.clear()
         if self.nats is not None:
-            await self.nats.close()
+            await _bounded(self.nats.close(), "nats connection", 5)
             self.nats = None
         if self.embedded_nats is not None:
             await asyncio.to_thread(self.embedded_nats.stop)
             self.embedded_nats = None
+
+
+async def _bounded(awaitable: Awaitable[object], what: str, seconds: float) -> None:
+    log.debug("stopping %s", what)
+    try:
+        await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError:
+        log.warning("%s did not stop within %.0fs; going on", what, seconds)
+    except Exception as exc:  # a part that failed while stopping must not keep the rest running
+        log.warning("%s failed while stopping: %r", what, exc)
