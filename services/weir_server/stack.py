@@ -9,6 +9,7 @@ the same databases, migrations, outbox relays and NATS JetStream.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Awaitable, Sequence
@@ -68,6 +69,11 @@ class Stack:
 
     async def start(self) -> None:
         started = time.perf_counter()
+        # The gateway's imports (FastAPI, pydantic models) are the largest part of a cold
+        # start; load them on a thread while NATS boots and the migrations wait on disk.
+        gateway_import = (
+            asyncio.create_task(asyncio.to_thread(importlib.import_module, "weir_gateway")) if self.http else None
+        )
         definitions = [load(name) for name in self.services]
         if self.settings.nats_url:
             self.nats_url = self.settings.nats_url
@@ -95,7 +101,8 @@ class Stack:
                 hosted.relay.start()
             await self.grpc.set_serving(True)
             await self._wait_healthy()
-            if self.http:
+            if gateway_import is not None:
+                await gateway_import
                 await self._start_gateway()
         except BaseException:
             await self.stop()
