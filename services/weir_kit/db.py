@@ -6,6 +6,16 @@ one asyncio lock on one connection that begins ``IMMEDIATE``, so callers
 never see "database is locked" (a second process waits on the busy timeout).
 Reads use their own small pool and run beside writes thanks to WAL.
 
+The write connection runs its statements on the event loop's thread
+(:class:`_InlineWriteConnection`): inside a ``BEGIN IMMEDIATE`` transaction
+in WAL mode a statement never waits for another process and writes only to
+the page cache, so it takes microseconds, while a hop to aiosqlite's worker
+thread and back costs tens of microseconds, and SQLAlchemy makes three or
+four of them per statement. ``BEGIN`` (which may wait on the busy timeout),
+``COMMIT`` (which may checkpoint the WAL), ``ROLLBACK``, ``PRAGMA`` and
+closing still go through the worker thread, so the loop never waits on a
+lock or on an fsync.
+
 Postgres: asyncpg, one schema per service chosen through ``search_path``, so
 the same table definitions serve both backends.
 """
@@ -14,13 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, event, text
+import aiosqlite
+from sqlalchemy import DateTime, event, make_url, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -52,6 +64,50 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 CommitListener = Callable[[], None]
 
+#: Statements the write connection still sends to aiosqlite's worker thread.
+_THREADED_SQL = ("BEGIN", "COMMIT", "END", "ROLLBACK", "PRAGMA", "VACUUM", "SAVEPOINT", "RELEASE")
+_THREADED_CALLS = {"commit", "rollback", "close", "executescript", "backup", "iterdump"}
+
+
+def _threaded(fn: Any, args: tuple[Any, ...]) -> bool:
+    name = getattr(fn, "__name__", "")
+    conn = getattr(fn, "__self__", None)
+    if isinstance(conn, sqlite3.Connection) and name in _THREADED_CALLS:
+        # The pool's reset-on-return rollback after a commit has nothing to do.
+        return conn.in_transaction or name not in ("commit", "rollback")
+    if name in ("execute", "executemany") and args and isinstance(args[0], str):
+        return args[0].lstrip()[:9].upper().startswith(_THREADED_SQL)
+    return False
+
+
+class _InlineWriteConnection(aiosqlite.Connection):
+    """aiosqlite whose short in-transaction statements run on the loop's thread (see the module doc).
+
+    Safe because SQLAlchemy awaits every call of a connection in turn, so the
+    worker thread and the loop never use the sqlite3 connection at once
+    (it is opened with ``check_same_thread=False``).
+    """
+
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if _threaded(fn, args):
+            return await super()._execute(fn, *args, **kwargs)
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+
+def _inline_connector(url: str) -> Callable[[], Any]:
+    database = make_url(url).database or ":memory:"
+
+    def connect() -> aiosqlite.Connection:
+        conn = _InlineWriteConnection(
+            lambda: sqlite3.connect(database, check_same_thread=False, isolation_level=None), 64
+        )
+        conn._thread.daemon = True
+        return conn
+
+    return connect
+
 
 class Database:
     """Engines and transactions of one service."""
@@ -71,7 +127,13 @@ class Database:
                 url = f"sqlite+aiosqlite:///{Path(settings.home) / f'{service}.db'}"
             self.url = url
             self.read_engine = create_async_engine(url, echo=settings.database_echo, pool_size=4, max_overflow=4)
-            self.write_engine = create_async_engine(url, echo=settings.database_echo, pool_size=1, max_overflow=0)
+            self.write_engine = create_async_engine(
+                url,
+                echo=settings.database_echo,
+                pool_size=1,
+                max_overflow=0,
+                async_creator=_inline_connector(url),
+            )
             self._tune_sqlite(self.read_engine, immediate=False)
             self._tune_sqlite(self.write_engine, immediate=True)
         else:

@@ -79,6 +79,8 @@ class Proposal:
     idempotency_key: str = ""
     expected_state_id: str = ""
     fencing_token: str = ""
+    #: False when the server generated ``state.id`` (it cannot be in the history yet).
+    client_state_id: bool = True
 
 
 @dataclass
@@ -103,6 +105,7 @@ def parse_proposal(run_id: str, msg: pb.StateProposal, now: datetime, field: str
         idempotency_key=msg.idempotency_key,
         expected_state_id=parse_id(msg.expected_state_id, f"{field}.expected_state_id", required=False),
         fencing_token=msg.fencing_token,
+        client_state_id=bool(msg.state.id),
     )
 
 
@@ -124,45 +127,43 @@ def _table(kind: RunKind) -> Any:
 
 
 async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *, lock: bool) -> dict[str, Run]:
+    """The runs with what their events name (flow, parent flow run): one statement."""
     if not ids:
         return {}
     table = _table(kind)
-    query = select(table).where(table.c.id.in_(sorted(set(ids))))
+    unique = sorted(set(ids))
+    where = table.c.id == unique[0] if len(unique) == 1 else table.c.id.in_(unique)
+    if kind is RunKind.FLOW:
+        query = select(table, flows.c.name.label("_flow_name")).join(
+            flows, flows.c.id == table.c.flow_id, isouter=True
+        )
+    else:
+        parent = flow_runs.alias("parent")
+        query = (
+            select(
+                table,
+                parent.c.flow_id.label("_flow_id"),
+                parent.c.state_type.label("_parent_state_type"),
+                flows.c.name.label("_flow_name"),
+            )
+            .join(parent, parent.c.id == table.c.flow_run_id, isouter=True)
+            .join(flows, flows.c.id == parent.c.flow_id, isouter=True)
+        )
+    query = query.where(where)
     if lock:
         query = query.with_for_update(of=table)
-    rows = (await session.execute(query)).all()
-    if kind is RunKind.FLOW:
-        flow_ids = {r.flow_id for r in rows}
-        names = dict((await session.execute(select(flows.c.id, flows.c.name).where(flows.c.id.in_(flow_ids)))).all())
-        parents: dict[str, Any] = {}
-    else:
-        parent_ids = {r.flow_run_id for r in rows}
-        query = (
-            select(flow_runs.c.id, flow_runs.c.flow_id, flow_runs.c.state_type, flows.c.name)
-            .join(flows, flows.c.id == flow_runs.c.flow_id, isouter=True)
-            .where(flow_runs.c.id.in_(parent_ids))
-        )
-        parents = {r.id: r for r in (await session.execute(query)).all()}
-        names = {}
     out = {}
-    for row in rows:
+    for row in (await session.execute(query)).all():
         if kind is RunKind.FLOW:
             ref = events.RunRef(
-                kind, row.id, row.name, row.flow_id, names.get(row.flow_id, ""), "", row.deployment_id or "", row.tags
+                kind, row.id, row.name, row.flow_id, row._flow_name or "", "", row.deployment_id or "", row.tags
             )
             cancel = False
         else:
-            parent = parents.get(row.flow_run_id)
             ref = events.RunRef(
-                kind,
-                row.id,
-                row.name,
-                parent.flow_id if parent else "",
-                (parent.name or "") if parent else "",
-                row.flow_run_id,
-                tags=row.tags,
+                kind, row.id, row.name, row._flow_id or "", row._flow_name or "", row.flow_run_id, tags=row.tags
             )
-            cancel = parent is not None and parent.state_type in _CANCEL_TYPES
+            cancel = row._parent_state_type in _CANCEL_TYPES
         out[row.id] = Run(
             ref=ref,
             state=state_from_run_row(row),
@@ -178,8 +179,12 @@ async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *,
 async def _earlier_answers(
     session: AsyncSession, proposals: Sequence[Proposal]
 ) -> tuple[dict[str, tuple[str, State]], dict[tuple[str, str], State]]:
-    """States already written for these proposals: by state id, and by (run id, idempotency key)."""
-    state_ids = [p.state.id for p in proposals]
+    """States already written for these proposals: by state id, and by (run id, idempotency key).
+
+    Only ids a client chose can already exist: a state id the server has just
+    generated cannot, so a plain unary proposal costs no lookup here.
+    """
+    state_ids = [p.state.id for p in proposals if p.client_state_id]
     keyed = [(p.run_id, p.idempotency_key) for p in proposals if p.idempotency_key]
     by_id: dict[str, tuple[str, State]] = {}
     by_key: dict[tuple[str, str], State] = {}

@@ -92,7 +92,7 @@ class Sweeper:
             query = query.with_for_update(skip_locked=True)
         async with self.svc.db.transaction() as session:
             rows = (await session.execute(query)).all()
-            proposals = [states.Proposal(r.id, make(r)) for r in rows]
+            proposals = [states.Proposal(r.id, make(r), client_state_id=False) for r in rows]
             await states.apply(session, self.svc, RunKind.FLOW, proposals, now)
         if rows:
             log.info("sweeper moved %d flow runs", len(rows))
