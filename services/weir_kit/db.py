@@ -7,14 +7,16 @@ never see "database is locked" (a second process waits on the busy timeout).
 Reads use their own small pool and run beside writes thanks to WAL.
 
 The write connection runs its statements on the event loop's thread
-(:class:`_InlineWriteConnection`): inside a ``BEGIN IMMEDIATE`` transaction
-in WAL mode a statement never waits for another process and writes only to
-the page cache, so it takes microseconds, while a hop to aiosqlite's worker
-thread and back costs tens of microseconds, and SQLAlchemy makes three or
-four of them per statement. ``BEGIN`` (which may wait on the busy timeout),
-``COMMIT`` (which may checkpoint the WAL), ``ROLLBACK``, ``PRAGMA`` and
-closing still go through the worker thread, so the loop never waits on a
-lock or on an fsync.
+(:class:`_InlineWriteConnection`). In WAL mode with ``synchronous=NORMAL`` a
+write transaction never fsyncs and, once ``BEGIN IMMEDIATE`` holds the write
+lock, never waits for another process, so each statement takes microseconds,
+while a hop to aiosqlite's worker thread and back costs 50-200 us and
+SQLAlchemy makes three or four per statement (a state proposal made ~30).
+Two things could still block, and are kept off the loop: a ``BEGIN`` that
+finds the file locked by another process is retried on the worker thread
+with the busy timeout, and checkpoints (the only fsyncs) are not run by the
+committing connection (``wal_autocheckpoint=0``) but by a read connection on
+its own thread after every burst of commits (:meth:`Database._checkpoint`).
 
 Postgres: asyncpg, one schema per service chosen through ``search_path``, so
 the same table definitions serve both backends.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -65,44 +68,65 @@ class UtcDateTime(TypeDecorator[datetime]):
 CommitListener = Callable[[], None]
 
 #: Statements the write connection still sends to aiosqlite's worker thread.
-_THREADED_SQL = ("BEGIN", "COMMIT", "END", "ROLLBACK", "PRAGMA", "VACUUM", "SAVEPOINT", "RELEASE")
-_THREADED_CALLS = {"commit", "rollback", "close", "executescript", "backup", "iterdump"}
+_THREADED_SQL = ("PRAGMA", "VACUUM")
+_THREADED_CALLS = {"close", "executescript", "backup", "iterdump"}
 
 
 def _threaded(fn: Any, args: tuple[Any, ...]) -> bool:
     name = getattr(fn, "__name__", "")
-    conn = getattr(fn, "__self__", None)
-    if isinstance(conn, sqlite3.Connection) and name in _THREADED_CALLS:
-        # The pool's reset-on-return rollback after a commit has nothing to do.
-        return conn.in_transaction or name not in ("commit", "rollback")
+    if name in _THREADED_CALLS and isinstance(getattr(fn, "__self__", None), sqlite3.Connection):
+        return True
     if name in ("execute", "executemany") and args and isinstance(args[0], str):
-        return args[0].lstrip()[:9].upper().startswith(_THREADED_SQL)
+        return args[0].lstrip()[:6].upper().startswith(_THREADED_SQL)
     return False
 
 
+def _is_begin(fn: Any, args: tuple[Any, ...]) -> bool:
+    return getattr(fn, "__name__", "") == "execute" and bool(args) and str(args[0]).startswith("BEGIN")
+
+
 class _InlineWriteConnection(aiosqlite.Connection):
-    """aiosqlite whose short in-transaction statements run on the loop's thread (see the module doc).
+    """aiosqlite whose statements run on the loop's thread (see the module doc).
 
     Safe because SQLAlchemy awaits every call of a connection in turn, so the
     worker thread and the loop never use the sqlite3 connection at once
-    (it is opened with ``check_same_thread=False``).
+    (it is opened with ``check_same_thread=False``). The connection's busy
+    timeout is 0, so nothing inline ever waits: a ``BEGIN`` that finds the
+    file locked by another process is retried on the worker thread with the
+    real busy timeout.
     """
+
+    busy_timeout_ms = 30_000
 
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if _threaded(fn, args):
             return await super()._execute(fn, *args, **kwargs)
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if not _is_begin(fn, args) or "locked" not in str(exc):
+                raise
+        return await super()._execute(self._wait_for_lock, fn, args)
+
+    def _wait_for_lock(self, fn: Any, args: tuple[Any, ...]) -> Any:
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+        try:
+            return fn(*args)
+        finally:
+            conn.execute("PRAGMA busy_timeout=0")
 
 
-def _inline_connector(url: str) -> Callable[[], Any]:
+def _inline_connector(url: str, busy_timeout_ms: int) -> Callable[[], Any]:
     database = make_url(url).database or ":memory:"
 
     def connect() -> aiosqlite.Connection:
         conn = _InlineWriteConnection(
             lambda: sqlite3.connect(database, check_same_thread=False, isolation_level=None), 64
         )
+        conn.busy_timeout_ms = busy_timeout_ms
         conn._thread.daemon = True
         return conn
 
@@ -117,6 +141,9 @@ class Database:
         self.settings = settings
         self._commit_listeners: list[CommitListener] = []
         self._write_lock = asyncio.Lock()
+        self._uncheckpointed = 0
+        self._last_checkpoint = time.monotonic()
+        self._checkpointing: asyncio.Task[None] | None = None
         if settings.uses_sqlite:
             self.dialect = "sqlite"
             self.schema: str | None = None
@@ -132,7 +159,7 @@ class Database:
                 echo=settings.database_echo,
                 pool_size=1,
                 max_overflow=0,
-                async_creator=_inline_connector(url),
+                async_creator=_inline_connector(url, settings.sqlite_busy_timeout_ms),
             )
             self._tune_sqlite(self.read_engine, immediate=False)
             self._tune_sqlite(self.write_engine, immediate=True)
@@ -145,7 +172,11 @@ class Database:
                 echo=settings.database_echo,
                 pool_size=settings.database_pool_size,
                 max_overflow=settings.database_pool_size,
-                pool_pre_ping=True,
+                # No pre-ping: it costs a round trip on every checkout, i.e. on every
+                # request. A connection that died (Postgres restarted) fails the one
+                # request using it and is invalidated by SQLAlchemy; recycling keeps
+                # idle connections from being cut by proxies.
+                pool_recycle=1800,
                 connect_args={"server_settings": {"search_path": self.schema}},
             )
             self.read_engine = self.write_engine = engine
@@ -161,7 +192,10 @@ class Database:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA busy_timeout={busy}")
+            # The write connection never waits inline (see _InlineWriteConnection) nor checkpoints.
+            cur.execute(f"PRAGMA busy_timeout={0 if immediate else busy}")
+            if immediate:
+                cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
@@ -190,11 +224,40 @@ class Database:
         if self.dialect == "sqlite":
             async with self._write_lock, self._writes() as session, session.begin():
                 yield session
+            self._uncheckpointed += 1
+            self._maybe_checkpoint()
         else:
             async with self._writes() as session, session.begin():
                 yield session
         for listener in self._commit_listeners:
             listener()
+
+    def _maybe_checkpoint(self) -> None:
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        if self._uncheckpointed >= 256 or time.monotonic() - self._last_checkpoint >= 1.0:
+            self._uncheckpointed = 0
+            self._last_checkpoint = time.monotonic()
+            self._checkpointing = asyncio.create_task(self._checkpoint(), name=f"checkpoint-{self.service}")
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database file on a reader's thread, never on the loop.
+
+        Twice: the first pass copies the bulk beside running writers; the second,
+        under the write lock, copies the few frames committed meanwhile, so the
+        WAL is fully backfilled and the next writer starts it over (a writer that
+        never pauses would otherwise grow it forever).
+        """
+        try:
+            async with self.read_engine.connect() as conn:
+                # On the driver connection: SQLAlchemy would wrap it in a BEGIN, and a
+                # checkpoint inside a read transaction cannot move past that snapshot.
+                raw = (await conn.get_raw_connection()).driver_connection
+                await (await raw.execute("PRAGMA wal_checkpoint(PASSIVE)")).close()
+                async with self._write_lock:
+                    await (await raw.execute("PRAGMA wal_checkpoint(PASSIVE)")).close()
+        except Exception as exc:  # the next burst of commits tries again
+            log.debug("checkpoint of %s: %s", self.service, exc)
 
     async def ensure_schema(self) -> None:
         if self.schema is None:
@@ -210,6 +273,8 @@ class Database:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
 
     async def dispose(self) -> None:
+        if self._checkpointing is not None:
+            await asyncio.gather(self._checkpointing, return_exceptions=True)
         await self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             await self.write_engine.dispose()
