@@ -176,6 +176,14 @@ async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *,
     return out
 
 
+async def existing_state_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` the history already holds."""
+    out: set[str] = set()
+    for chunk in _chunks(ids, 5000):
+        out.update((await session.execute(select(run_states.c.id).where(run_states.c.id.in_(chunk)))).scalars())
+    return out
+
+
 async def _earlier_answers(
     session: AsyncSession, proposals: Sequence[Proposal]
 ) -> tuple[dict[str, tuple[str, State]], dict[tuple[str, str], State]]:

@@ -88,9 +88,7 @@ async def write_batch(
     log_rows = logs.log_values(log_records, now, settings)
     async with svc.db.transaction() as session:
         inserted = await task_runs.insert_task_runs(session, svc, rows, initial, now)
-        first = inserted.first_states
-        everything = [*first, *(p for _, _, p in proposals)]
-        outcomes = (await states.apply(session, svc, RunKind.TASK, everything, now, inserted.runs))[len(first) :]
+        outcomes = await states.apply(session, svc, RunKind.TASK, [p for _, _, p in proposals], now, inserted.runs)
         await logs.insert_logs(session, svc, log_rows)
     response = pb.SyncRunsResponse(acked_seq=max(msg.seq for msg in batch))
     for (seq, wait, proposal), outcome in zip(proposals, outcomes, strict=True):
