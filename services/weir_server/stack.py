@@ -158,7 +158,8 @@ class Stack:
             await _bounded(self.nats.close(), "nats connection", 5)
             self.nats = None
         if self.embedded_nats is not None:
-            await asyncio.to_thread(self.embedded_nats.stop)
+            # Blocking on purpose: at interpreter exit the default executor is already gone.
+            self.embedded_nats.stop()
             self.embedded_nats = None
 
 

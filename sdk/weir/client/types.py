@@ -16,7 +16,7 @@ import enum
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr
 
 __all__ = [
     "Decision",
@@ -125,6 +125,39 @@ class State(_Model):
     details: StateDetails = Field(default_factory=StateDetails)
     #: Small JSON value stored inline (e.g. an error description).
     data: Any = None
+
+    #: Set by the engine on the final state of a run it executed: the return value
+    #: (or the exception) held in memory, so ``result()`` needs no storage.
+    _value: Any = PrivateAttr(default=None)
+    _has_value: bool = PrivateAttr(default=False)
+    _exception: BaseException | None = PrivateAttr(default=None)
+
+    def with_result(self, value: Any = None, exception: BaseException | None = None) -> State:
+        """This state carrying an in-memory result (engine use)."""
+        self._value, self._has_value, self._exception = value, exception is None, exception
+        return self
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        """The run's return value; for a failed run, raises its exception.
+
+        Reads a persisted result through ``details.result_ref`` when the value
+        is not held in memory (a state read back from the server).
+        """
+        if self._exception is not None and (raise_on_failure or not self.is_completed()):
+            if raise_on_failure:
+                raise self._exception
+            return self._exception
+        if self._has_value:
+            return self._value
+        if self.type in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED) and raise_on_failure:
+            from weir.errors import FailedPrecondition
+
+            raise FailedPrecondition(f"run ended {self.display_name}: {self.message or 'no message'}")
+        if self.details.result_ref:
+            from weir.results import load_result
+
+            return load_result(self.details.result_ref)
+        return None
 
     @property
     def display_name(self) -> str:

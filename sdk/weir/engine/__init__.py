@@ -1,0 +1,1 @@
+"""The run engine behind ``@flow`` and ``@task`` (internal)."""

@@ -1,0 +1,133 @@
+"""Entry points from ``Task`` into the engine: call, submit, map."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from weir.context import FlowRunContext, flow_run_ctx
+from weir.engine.futures import FutureList, WeirFuture, unmapped, wait
+from weir.engine.runtime import get_runtime
+from weir.engine.steps import drive_async, drive_sync
+from weir.engine.task_engine import plan_identity, task_run
+from weir.errors import InvalidArgument, WeirError
+
+if TYPE_CHECKING:
+    from weir.tasks import Task
+
+
+def _resolve(value: Any) -> Any:
+    """Futures passed as arguments become their results (the call waits for them)."""
+    if isinstance(value, WeirFuture):
+        return value.result()
+    if isinstance(value, unmapped):
+        return value.value
+    if isinstance(value, list | tuple) and any(isinstance(v, WeirFuture) for v in value):
+        return type(value)(_resolve(v) for v in value)
+    return value
+
+
+def _prepare(
+    task: Task[Any, Any],
+    flow: FlowRunContext,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    wait_for: Iterable[Any] | None,
+) -> tuple[dict[str, Any], tuple[Any, ...], dict[str, Any], tuple[str, str, int]]:
+    if wait_for:
+        wait([f for f in wait_for if isinstance(f, WeirFuture)])
+    try:
+        params = task.bind(args, kwargs)
+    except TypeError as exc:
+        raise InvalidArgument(f"task {task.name!r}: {exc}") from None
+    planned = plan_identity(task.task_key, flow, params)
+    return params, args, kwargs, planned
+
+
+def call_task(
+    task: Task[Any, Any],
+    flow: FlowRunContext,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    return_state: bool,
+    wait_for: Iterable[Any] | None,
+) -> Any:
+    args = tuple(_resolve(a) for a in args)
+    kwargs = {k: _resolve(v) for k, v in kwargs.items()}
+    params, args, kwargs, planned = _prepare(task, flow, args, kwargs, wait_for)
+    steps = task_run(task, get_runtime(), flow, params, (args, kwargs), return_state, planned)
+    if task.is_async:
+        return drive_async(steps)
+    return drive_sync(steps)
+
+
+def _current_flow(task: Task[Any, Any]) -> FlowRunContext:
+    flow = flow_run_ctx.get()
+    if flow is None:
+        raise WeirError(f"{task.name}.submit() and .map() need a running flow: call them inside a @flow")
+    return flow
+
+
+def _run_submitted(
+    task: Task[Any, Any],
+    flow: FlowRunContext,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    planned: tuple[str, str, int],
+    body: Any,
+) -> Any:
+    args = tuple(_resolve(a) for a in args)
+    kwargs = {k: _resolve(v) for k, v in kwargs.items()}
+    params = task.bind(args, kwargs)
+    steps = task_run(task, get_runtime(), flow, params, (args, kwargs), True, planned, body)
+    if task.is_async:
+        import asyncio
+
+        return asyncio.run(drive_async(steps))
+    return drive_sync(steps)
+
+
+def submit_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> WeirFuture[Any]:
+    flow = _current_flow(task)
+    wait_for = kwargs.pop("wait_for", None)
+    if wait_for:
+        wait([f for f in wait_for if isinstance(f, WeirFuture)])
+    # Identity is taken here, in submission order, not when a pool thread gets to it.
+    try:
+        params = task.bind(args, kwargs)
+    except TypeError as exc:
+        raise InvalidArgument(f"task {task.name!r}: {exc}") from None
+    planned = plan_identity(task.task_key, flow, params)
+    runner = flow.task_runner
+    body = None
+    if hasattr(runner, "run_in_process"):
+        body = functools.partial(_in_process, runner, task.fn)
+    inner = runner.submit(_run_submitted, task, flow, args, kwargs, planned, body)
+    future: WeirFuture[Any] = WeirFuture(planned[0], inner)
+    flow.futures.append(future)
+    return future
+
+
+def _in_process(runner: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    return runner.run_in_process(fn, args, kwargs)
+
+
+def map_task(task: Task[Any, Any], iterables: tuple[Any, ...], kwargs: dict[str, Any]) -> FutureList[Any]:
+    fixed = {k: v for k, v in kwargs.items() if isinstance(v, unmapped)}
+    mapped_kwargs = {k: v for k, v in kwargs.items() if not isinstance(v, unmapped) and k != "wait_for"}
+    columns = [list(it) if not isinstance(it, unmapped) else None for it in iterables]
+    lengths = {len(c) for c in columns if c is not None} | {len(list(v)) for v in mapped_kwargs.values()}
+    if len(lengths) > 1:
+        raise InvalidArgument(f"{task.name}.map(): mapped arguments have different lengths {sorted(lengths)}")
+    n = lengths.pop() if lengths else 0
+    kw_columns = {k: list(v) for k, v in mapped_kwargs.items()}
+    futures: FutureList[Any] = FutureList()
+    for i in range(n):
+        args = tuple(c[i] if c is not None else it.value for c, it in zip(columns, iterables, strict=True))
+        kw = {k: col[i] for k, col in kw_columns.items()} | {k: v.value for k, v in fixed.items()}
+        if "wait_for" in kwargs:
+            kw["wait_for"] = kwargs["wait_for"]
+        futures.append(submit_task(task, args, kw))
+    return futures

@@ -1,0 +1,170 @@
+"""One flow run, from call to final state (driven by steps.py).
+
+Flow-run transitions are unary calls: they gate execution. Task-run records
+travel over SyncRuns; before the flow run proposes its final state it waits
+for every submitted task and for the stream's ack, so when the call returns
+every task run is already durable and visible through the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from weir.client.types import Decision, RunPolicy, State, StateDetails, StateType
+from weir.context import FlowRunContext, flow_run_ctx, tags_ctx
+from weir.engine import identity
+from weir.engine.futures import wait
+from weir.engine.runtime import Runtime
+from weir.engine.states import describe
+from weir.engine.steps import Call, Sleep, Steps, Wait
+from weir.errors import Conflict, WeirError
+from weir.results import LocalFileSystem, encode, serializer_for
+
+if TYPE_CHECKING:
+    from weir.flows import Flow
+
+
+class FlowRunAborted(WeirError):
+    """The server would not let the flow run go on (cancelled, or a rule said ABORT)."""
+
+
+def flow_run(
+    flow: Flow[Any, Any], runtime: Runtime, params: Mapping[str, Any], return_state: bool, parent: FlowRunContext | None
+) -> Steps:
+    opts = flow.options
+    client = runtime.client
+    tags = opts.tags | tags_ctx.get() | (parent.tags if parent else frozenset())
+    parent_task_run_id = None
+    if parent is not None:
+        # A subflow is a child flow run linked to a task run of its parent, keyed like any task call.
+        parent_task_run_id = yield from _parent_task_run(flow, runtime, parent, params)
+    created = yield Wait(
+        runtime.submit(
+            client.create_flow_run(
+                flow_name=flow.name,
+                parameters={k: identity.to_jsonable(v, name=k) for k, v in params.items()},
+                tags=tuple(sorted(tags)),
+                parent_task_run_id=parent_task_run_id,
+                policy=RunPolicy(retries=opts.retries, retry_delay_seconds=opts.retry_delays()),
+            )
+        )
+    )
+    run_id = created.id
+    runner = (opts.task_runner or _default_runner()).duplicate()
+    while True:
+        answer = yield Wait(runtime.submit(client.set_flow_run_state(run_id, State(type=StateType.RUNNING))))
+        if answer.decision is Decision.WAIT:
+            yield Sleep(max(answer.delay_seconds, 0.01))
+            continue
+        if answer.decision is not Decision.ACCEPT:
+            raise FlowRunAborted(f"flow run {run_id} may not run: {answer.reason}")
+        run = yield Wait(runtime.submit(client.read_flow_run(run_id)))
+        ctx = FlowRunContext(
+            flow_run_id=run_id,
+            flow_name=flow.name,
+            name=run.name,
+            parameters=dict(params),
+            tags=tags,
+            run_count=run.run_count,
+            scheduled_start=run.expected_start_time,
+            options=opts,
+            task_runner=runner,
+            parent_task_run_id=parent_task_run_id,
+            log_prints=bool(opts.log_prints),
+        )
+        token = flow_run_ctx.set(ctx)
+        runtime.start_heartbeat(run_id)
+        runner.start()
+        error: BaseException | None = None
+        value: Any = None
+        try:
+            value = yield Call(flow.fn, (), dict(params), opts.timeout_seconds)
+        except Exception as exc:
+            error = exc
+        finally:
+            flow_run_ctx.reset(token)
+        # Every submitted task finishes and every record is committed before the final state.
+        if ctx.futures:
+            wait(ctx.futures)
+        runner.shutdown()
+        yield Wait(runtime.sync.flush())
+        runtime.stop_heartbeat(run_id)
+        if error is None:
+            unhandled = [e for f in ctx.futures if (e := f.failed_unobserved()) is not None]
+            if unhandled:
+                error = unhandled[0]
+        if error is None:
+            details = StateDetails()
+            if opts.persist_result:
+                details = StateDetails(result_ref=_persist(runtime, flow, run_id, value))
+            final = State(type=StateType.COMPLETED, details=details)
+        else:
+            name = "TimedOut" if isinstance(error, TimeoutError) else None
+            final = State(type=StateType.FAILED, name=name, message=describe(error))
+        answer = yield Wait(runtime.submit(client.set_flow_run_state(run_id, final)))
+        state = answer.state or final
+        if error is not None and answer.decision is Decision.REJECT and state.type is StateType.SCHEDULED:
+            delay = (
+                (state.details.scheduled_time - datetime.now(UTC)).total_seconds()
+                if (state.details.scheduled_time)
+                else 0.0
+            )
+            if delay > 0:
+                yield Sleep(opts.jittered(delay))
+            runner = runner.duplicate()
+            continue
+        if parent_task_run_id is not None:
+            _finish_parent_task_run(runtime, parent_task_run_id, error)
+        if error is not None:
+            if return_state:
+                return state.with_result(exception=error)
+            raise error
+        if answer.decision is not Decision.ACCEPT:
+            raise Conflict(f"flow run {run_id} could not complete: {answer.reason}")
+        return state.with_result(value) if return_state else value
+
+
+def _default_runner() -> Any:
+    from weir.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner()
+
+
+def _persist(runtime: Runtime, flow: Flow[Any, Any], run_id: str, value: Any) -> str:
+    serializer = serializer_for(flow.options.result_serializer)
+    storage = flow.options.result_storage or LocalFileSystem(runtime.settings.home / "results")
+    return str(storage.write(run_id, encode(serializer, serializer.dumps(value))))
+
+
+def _parent_task_run(
+    flow: Flow[Any, Any], runtime: Runtime, parent: FlowRunContext, params: Mapping[str, Any]
+) -> Steps:
+    from weir.engine.states import PENDING, RUNNING, new_state
+    from weir.engine.task_engine import plan_identity
+    from weir.v1 import orchestration_pb2 as pb
+
+    run_id, dynamic_key, occurrence = plan_identity(flow.flow_key, parent, params)
+    create = pb.CreateTaskRunRequest(
+        id=run_id,
+        flow_run_id=parent.flow_run_id,
+        name=f"{flow.name}-{occurrence}",
+        task_key=flow.flow_key,
+        dynamic_key=dynamic_key,
+        state=new_state(PENDING),
+    )
+    running = pb.TaskRunStateProposal(task_run_id=run_id, proposal=pb.StateProposal(state=new_state(RUNNING)))
+    runtime.sync.submit(creates=(create,), proposals=(running,))
+    # The child's record must exist before the child flow run points at it.
+    yield Wait(runtime.sync.flush())
+    return run_id
+
+
+def _finish_parent_task_run(runtime: Runtime, task_run_id: str, error: BaseException | None) -> None:
+    from weir.engine.states import COMPLETED, FAILED, new_state
+    from weir.v1 import orchestration_pb2 as pb
+
+    state = new_state(COMPLETED) if error is None else new_state(FAILED, message=describe(error))
+    proposal = pb.StateProposal(state=state, force=error is not None)
+    runtime.sync.submit(proposals=(pb.TaskRunStateProposal(task_run_id=task_run_id, proposal=proposal),))

@@ -1,0 +1,89 @@
+"""Futures of submitted task runs, and waiting on several of them."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from weir.client.types import State
+
+R = TypeVar("R")
+
+__all__ = ["FutureList", "WeirFuture", "as_completed", "unmapped", "wait"]
+
+
+class WeirFuture(Generic[R]):
+    """The future of a submitted task run: ``.result()``, ``.wait()``, ``.state``."""
+
+    def __init__(self, task_run_id: str, future: concurrent.futures.Future[State]) -> None:
+        self.task_run_id = task_run_id
+        self._future = future
+        #: Set once someone looked at the outcome; a failure nobody looked at fails the flow.
+        self.observed = False
+
+    @property
+    def __weir_identity__(self) -> str:
+        return self.task_run_id
+
+    def wait(self, timeout: float | None = None) -> None:
+        concurrent.futures.wait([self._future], timeout=timeout)
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    @property
+    def state(self) -> State:
+        """The final state (waits for it)."""
+        self.observed = True
+        return self._future.result()
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
+        self.observed = True
+        state = self._future.result(timeout=timeout)
+        return state.result(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
+
+    def failed_unobserved(self) -> BaseException | None:
+        if self.observed or not self._future.done():
+            return None
+        state = self._future.result()
+        if state.is_completed():
+            return None
+        return state._exception or RuntimeError(f"task run ended {state.display_name}")
+
+    def __repr__(self) -> str:
+        return f"WeirFuture({self.task_run_id}, done={self.done()})"
+
+
+class FutureList(list[WeirFuture[R]]):
+    """What ``task.map`` returns: a list of futures with list-wide ``result()``/``wait()``."""
+
+    def wait(self, timeout: float | None = None) -> None:
+        wait(self, timeout=timeout)
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
+        return [f.result(timeout=timeout, raise_on_failure=raise_on_failure) for f in self]
+
+
+class unmapped(Generic[R]):
+    """Pass a value whole to every mapped call: ``task.map(xs, factor=unmapped(3))``."""
+
+    def __init__(self, value: R) -> None:
+        self.value = value
+
+
+def wait(futures: Iterable[WeirFuture[Any]], timeout: float | None = None) -> tuple[set[Any], set[Any]]:
+    """Wait for futures; returns (done, not_done)."""
+    items = list(futures)
+    by_inner = {f._future: f for f in items}
+    done, not_done = concurrent.futures.wait(list(by_inner), timeout=timeout)
+    return {by_inner[d] for d in done}, {by_inner[n] for n in not_done}
+
+
+def as_completed(futures: Iterable[WeirFuture[R]], timeout: float | None = None) -> Iterator[WeirFuture[R]]:
+    """Yield futures as they finish."""
+    items = list(futures)
+    by_inner = {f._future: f for f in items}
+    for inner in concurrent.futures.as_completed(list(by_inner), timeout=timeout):
+        yield by_inner[inner]

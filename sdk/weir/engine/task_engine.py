@@ -1,0 +1,180 @@
+"""One task run, from call to final state (see steps.py for how it is driven).
+
+The hot path sends records and does not wait: the task-run creation, its
+RUNNING and its COMPLETED state leave in the next SyncRuns batch. Only a
+proposal that needs the server's decision waits: a cache lookup, or a
+failure the server may turn into a retry with a delay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from weir.cache_policies import CallInfo, KeyFunction
+from weir.context import FlowRunContext, TaskRunContext, tags_ctx, task_run_ctx
+from weir.engine import identity
+from weir.engine.runtime import Runtime
+from weir.engine.states import COMPLETED, FAILED, PENDING, RUNNING, describe, new_state, to_user_state
+from weir.engine.steps import Call, Sleep, Steps, Wait
+from weir.errors import InvalidArgument
+from weir.results import LocalFileSystem, encode, serializer_for
+from weir.v1 import common_pb2
+from weir.v1 import orchestration_pb2 as pb
+
+if TYPE_CHECKING:
+    from weir.tasks import Task
+
+CACHED = "Cached"
+
+
+class TaskRunFailed(Exception):
+    """Raised by a task call whose run ended Failed for a reason that is not an exception of its own."""
+
+
+def plan_identity(task_key: str, flow: FlowRunContext, params: Mapping[str, Any]) -> tuple[str, str, int]:
+    """(task run id, dynamic key, occurrence), taken in call order on the caller's thread."""
+    in_hash = identity.input_hash(params)
+    occurrence = flow.next_occurrence(task_key, in_hash)
+    dynamic_key = f"{in_hash}-{occurrence}"
+    return identity.task_run_id(flow.flow_run_id, task_key, dynamic_key), dynamic_key, occurrence
+
+
+def task_run(
+    task: Task[Any, Any],
+    runtime: Runtime,
+    flow: FlowRunContext,
+    params: Mapping[str, Any],
+    call_args: tuple[tuple[Any, ...], dict[str, Any]],
+    return_state: bool,
+    planned: tuple[str, str, int],
+    body: Any = None,
+) -> Steps:
+    opts = task.options
+    name = opts.name or task.fn.__name__
+    run_id, dynamic_key, occurrence = planned
+    tags = opts.tags | tags_ctx.get() | flow.tags
+
+    cache_key = ""
+    policy = opts.cache_policy
+    if opts.cache_key_fn is not None:
+        policy = KeyFunction(opts.cache_key_fn)
+    if policy is not None:
+        info = CallInfo(task.task_key, task.fn, params, flow.flow_run_id, flow.parameters)
+        cache_key = policy.compute_key(info) or ""
+    persist = opts.persist_result if opts.persist_result is not None else bool(cache_key)
+    expiration = datetime.now(UTC) + opts.cache_expiration if cache_key and opts.cache_expiration else None
+
+    create = pb.CreateTaskRunRequest(
+        id=run_id,
+        flow_run_id=flow.flow_run_id,
+        name=f"{name}-{occurrence}",
+        task_key=task.task_key,
+        dynamic_key=dynamic_key,
+        cache_key=cache_key,
+        tags=sorted(tags),
+        state=new_state(PENDING),
+        policy=pb.RunPolicy(retries=opts.retries, retry_delay_seconds=opts.retry_delays()),
+    )
+    run_count = 0
+    first = True
+    while True:
+        run_count += 1
+        running = new_state(RUNNING, cache_key=cache_key or None, refresh_cache=bool(opts.refresh_cache) or None)
+        proposal = pb.TaskRunStateProposal(
+            task_run_id=run_id, proposal=pb.StateProposal(state=running), wait_for_decision=bool(cache_key)
+        )
+        waiter = runtime.sync.submit(creates=(create,) if first else (), proposals=(proposal,))
+        first = False
+        if waiter is not None:
+            answer: pb.ProposalResult = yield Wait(waiter)
+            if answer.decision == pb.REJECT and answer.state.type == COMPLETED and answer.state.name == CACHED:
+                from weir.results import load_result
+
+                value = load_result(answer.state.details.result_ref) if answer.state.details.result_ref else None
+                return to_user_state(answer.state, value) if return_state else value
+            if answer.decision != pb.ACCEPT:
+                raise TaskRunFailed(f"task run {name} was not allowed to run: {answer.reason}")
+
+        ctx = TaskRunContext(run_id, name, flow.flow_run_id, dict(params), tags, run_count, flow.log_prints)
+        token = task_run_ctx.set(ctx)
+        try:
+            args, kwargs = call_args
+            value = yield Call(body or task.fn, args, kwargs, opts.timeout_seconds)
+        except Exception as exc:
+            task_run_ctx.reset(token)
+            retry = run_count <= opts.retries and (
+                opts.retry_condition_fn is None or opts.retry_condition_fn(task, None, exc)
+            )
+            delay = opts.jittered(_delay_for(opts.retry_delays(), run_count)) if retry else 0.0
+            name_ = "TimedOut" if isinstance(exc, TimeoutError) else "Failed"
+            failed = new_state(FAILED, name=name_, message=describe(exc))
+            # The server turns an allowed failure into AwaitingRetry; ask only when it has a delay.
+            wait = retry and delay > 0
+            failure = pb.TaskRunStateProposal(
+                task_run_id=run_id, proposal=pb.StateProposal(state=failed, force=not retry), wait_for_decision=wait
+            )
+            waiter = runtime.sync.submit(proposals=(failure,))
+            if retry:
+                if waiter is not None:
+                    answer = yield Wait(waiter)
+                    if answer.decision == pb.REJECT and answer.state.type == common_pb2.SCHEDULED:
+                        yield Sleep(delay)
+                        continue
+                else:
+                    continue
+            _hooks(opts.on_failure, task, ctx, failed)
+            if return_state:
+                return to_user_state(failed, exception=exc)
+            raise
+        task_run_ctx.reset(token)
+        done_details: dict[str, Any] = {}
+        if persist:
+            try:
+                done_details["result_ref"] = _persist(runtime, task, run_id, value)
+            except InvalidArgument as exc:
+                failed = new_state(FAILED, message=str(exc))
+                proposal = pb.StateProposal(state=failed, force=True)
+                runtime.sync.submit(proposals=(pb.TaskRunStateProposal(task_run_id=run_id, proposal=proposal),))
+                if return_state:
+                    return to_user_state(failed, exception=exc)
+                raise
+        if cache_key:
+            done_details["cache_key"] = cache_key
+            done_details["cache_expiration"] = expiration
+        completed = new_state(COMPLETED, **done_details)
+        done = pb.TaskRunStateProposal(task_run_id=run_id, proposal=pb.StateProposal(state=completed))
+        runtime.sync.submit(proposals=(done,))
+        _hooks(opts.on_completion, task, ctx, completed)
+        return to_user_state(completed, value) if return_state else value
+
+
+def _delay_for(delays: tuple[float, ...], run_count: int) -> float:
+    if not delays:
+        return 0.0
+    return delays[min(run_count - 1, len(delays) - 1)]
+
+
+def _persist(runtime: Runtime, task: Task[Any, Any], run_id: str, value: Any) -> str:
+    opts = task.options
+    serializer = serializer_for(opts.result_serializer)
+    try:
+        data = serializer.dumps(value)
+    except Exception as exc:
+        raise InvalidArgument(
+            f"task {opts.name or task.fn.__name__!r} returned a value the {serializer.name} serializer cannot "
+            f"store ({describe(exc)}); return something serialisable or set persist_result=False"
+        ) from exc
+    storage = opts.result_storage or LocalFileSystem(runtime.settings.home / "results")
+    return str(storage.write(run_id, encode(serializer, data)))
+
+
+def _hooks(hooks: tuple[Any, ...], task: Any, ctx: TaskRunContext, state: common_pb2.State) -> None:
+    for hook in hooks:
+        try:
+            hook(task, ctx, to_user_state(state))
+        except Exception:  # a hook must not change the run's outcome
+            import logging
+
+            logging.getLogger("weir.engine").exception("hook %r failed", hook)
