@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -90,7 +90,7 @@ def _with_first_state(row: dict[str, Any], state: State) -> tuple[dict[str, Any]
     return row, times
 
 
-_NO_STATE = {name: None for name in run_state_values(State(PENDING, "", datetime.min))}
+_NO_STATE = {name: None for name in run_state_values(State(PENDING, "", datetime.min.replace(tzinfo=UTC)))}
 
 
 async def insert_task_runs(
@@ -136,7 +136,13 @@ async def insert_task_runs(
             continue
         parent = known[row["flow_run_id"]]
         ref = events.RunRef(
-            RunKind.TASK, row["id"], row["name"], parent.flow_id, parent.name or "", row["flow_run_id"], tags=row["tags"]
+            RunKind.TASK,
+            row["id"],
+            row["name"],
+            parent.flow_id,
+            parent.name or "",
+            row["flow_run_id"],
+            tags=row["tags"],
         )
         created.append(events.run_changed(ref, "created", now))
         state, times = first if first is not None else (None, RunTimes())

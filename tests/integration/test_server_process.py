@@ -104,5 +104,5 @@ def test_sigkilled_server_leaves_no_nats_server(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    gone, alive = psutil.wait_procs(nats, timeout=10)
+    _, alive = psutil.wait_procs(nats, timeout=10)
     assert not alive, "nats-server outlived its SIGKILLed parent"
