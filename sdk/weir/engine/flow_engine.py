@@ -20,6 +20,7 @@ from weir.engine.runtime import Runtime
 from weir.engine.states import describe
 from weir.engine.steps import Call, Sleep, Steps, Wait
 from weir.errors import Conflict, WeirError
+from weir.logging import install_print_hook
 from weir.results import LocalFileSystem, encode, serializer_for
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ def flow_run(
         )
         token = flow_run_ctx.set(ctx)
         runtime.start_heartbeat(run_id)
+        if opts.log_prints:
+            install_print_hook()
         runner.start()
         error: BaseException | None = None
         value: Any = None
