@@ -62,7 +62,8 @@ def _configure() -> None:
         base.setLevel(logging.INFO)
         base.addHandler(RunLogHandler())
         console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(run_label)s - %(message)s", "%H:%M:%S"))
+        layout = "%(asctime)s | %(levelname)-7s | %(run_label)s - %(message)s"
+        console.setFormatter(logging.Formatter(layout, "%H:%M:%S"))
         base.addHandler(console)
         base.propagate = False
         _configured = True
