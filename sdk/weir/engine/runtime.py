@@ -46,6 +46,10 @@ class Runtime:
         self.sync = RunSync(self.loop, self._open_sync_stream)
         self._heartbeats: dict[str, asyncio.Task[None]] = {}
         self.cancel_requested: set[str] = set()
+        # `print` in a run with log_prints=True goes to the run logger; elsewhere it is untouched.
+        from weir.logging import install_print_hook
+
+        install_print_hook()
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
