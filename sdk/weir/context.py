@@ -32,6 +32,11 @@ class FlowRunContext:
     log_prints: bool = False
     #: Futures submitted in this flow run: waited for before the flow ends.
     futures: list[Any] = field(default_factory=list)
+    #: Final states of calls completed in earlier attempts of this flow run, by run id
+    #: (None when the flow has no retries: nothing to reuse).
+    completed: dict[str, Any] | None = None
+    #: The flow run timed out: a body still running on its thread may start no more task runs.
+    timed_out: bool = False
 
     def next_occurrence(self, task_key: str, input_hash: str) -> int:
         with self.lock:

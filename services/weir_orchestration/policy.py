@@ -126,6 +126,16 @@ class TransitionContext:
     cancel_requested: bool = False
     #: The fencing token the proposal carries (workers).
     fencing_token: str = ""
+    #: Task runs: another task run holds the cache key in RUNNING (its result may soon be a hit).
+    cache_key_held: bool = False
+    #: Task runs: when the flow run's current RUNNING state began (None when it is not RUNNING).
+    parent_running_since: datetime | None = None
+
+
+#: How long a task run waits between proposals while another run computes the same cache key.
+CACHE_WAIT_SECONDS = 0.05
+#: A run holding a cache key in RUNNING longer than this is ignored (its process may be gone).
+CACHE_HOLD_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -206,6 +216,14 @@ def prevent_leaving_terminal(ctx: TransitionContext) -> Verdict | None:
     assert ctx.current is not None
     if ctx.kind is RunKind.FLOW and ctx.proposed.type == SCHEDULED:
         return None  # a rerun of a finished flow run
+    if (
+        ctx.kind is RunKind.TASK
+        and ctx.current.type in (FAILED, CRASHED)
+        and ctx.proposed.type in (PENDING, RUNNING)
+        and ctx.parent_running_since is not None
+        and ctx.current.timestamp < ctx.parent_running_since
+    ):
+        return None  # the task failed in an earlier attempt of its flow run: the retried flow runs it again
     return reject(f"run is {ctx.current.describe()}, a terminal state: it cannot move to {ctx.proposed.describe()}")
 
 
@@ -233,7 +251,13 @@ def wait_for_scheduled_time(ctx: TransitionContext) -> Verdict | None:
 @rule(from_types=[None, *ALL_TYPES], to_types=[RUNNING], kinds=[RunKind.TASK])
 def cache_lookup(ctx: TransitionContext) -> Verdict | None:
     key = ctx.proposed.details.cache_key or ctx.cache_key
-    if not key or ctx.proposed.details.refresh_cache or ctx.cached is None:
+    if not key or ctx.proposed.details.refresh_cache:
+        return None
+    if ctx.cached is None:
+        if ctx.cache_key_held:
+            # Two calls with one key run once: this one waits for the other's result.
+            reason = f"another task run is computing cache key {key!r}"
+            return Verdict(Decision.WAIT, ctx.current, reason, CACHE_WAIT_SECONDS)
         return None
     hit = ctx.cached.details
     state = State(

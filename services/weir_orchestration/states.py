@@ -29,6 +29,7 @@ from weir_orchestration import events
 from weir_orchestration.filters import after_key, next_token
 from weir_orchestration.models import flow_runs, flows, run_states, task_runs
 from weir_orchestration.policy import (
+    CACHE_HOLD_SECONDS,
     COMPLETED,
     RUNNING,
     Decision,
@@ -68,6 +69,8 @@ class Run:
     cache_key: str = ""
     cache_expiration: datetime | None = None
     cancel_requested: bool = False
+    #: Task runs: when the flow run's current RUNNING state began.
+    parent_running_since: datetime | None = None
     dirty: bool = False
 
 
@@ -144,6 +147,7 @@ async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *,
                 table,
                 parent.c.flow_id.label("_flow_id"),
                 parent.c.state_type.label("_parent_state_type"),
+                parent.c.state_timestamp.label("_parent_state_timestamp"),
                 flows.c.name.label("_flow_name"),
             )
             .join(parent, parent.c.id == table.c.flow_run_id, isouter=True)
@@ -158,12 +162,13 @@ async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *,
             ref = events.RunRef(
                 kind, row.id, row.name, row.flow_id, row._flow_name or "", "", row.deployment_id or "", row.tags
             )
-            cancel = False
+            cancel, since = False, None
         else:
             ref = events.RunRef(
                 kind, row.id, row.name, row._flow_id or "", row._flow_name or "", row.flow_run_id, tags=row.tags
             )
             cancel = row._parent_state_type in _CANCEL_TYPES
+            since = row._parent_state_timestamp if row._parent_state_type == "RUNNING" else None
         out[row.id] = Run(
             ref=ref,
             state=state_from_run_row(row),
@@ -172,6 +177,7 @@ async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *,
             cache_key=getattr(row, "cache_key", None) or "",
             cache_expiration=getattr(row, "cache_expiration", None),
             cancel_requested=cancel,
+            parent_running_since=since,
         )
     return out
 
@@ -234,6 +240,23 @@ async def _cache_hits(
     return hits
 
 
+async def _cache_holders(
+    session: AsyncSession, keys: set[str], now: datetime, exclude: Sequence[str]
+) -> dict[str, set[str]]:
+    """Task runs (by cache key) that are RUNNING with one of ``keys``: their results may soon be hits."""
+    if not keys:
+        return {}
+    c = task_runs.c
+    since = now - timedelta(seconds=CACHE_HOLD_SECONDS)
+    query = select(c.id, c.cache_key).where(
+        c.cache_key.in_(keys), c.state_type == "RUNNING", c.state_timestamp > since, c.id.not_in(list(exclude))
+    )
+    holders: dict[str, set[str]] = {}
+    for row in (await session.execute(query)).all():
+        holders.setdefault(row.cache_key, set()).add(row.id)
+    return holders
+
+
 def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -248,7 +271,9 @@ def _after(state: State, current: State | None) -> State:
     return state
 
 
-def _evaluate(run: Run, p: Proposal, proposed: State, now: datetime, hit: tuple[str, State] | None) -> Verdict:
+def _evaluate(
+    run: Run, p: Proposal, proposed: State, now: datetime, hit: tuple[str, State] | None, held: bool = False
+) -> Verdict:
     ctx = TransitionContext(
         kind=run.ref.kind,
         current=run.state,
@@ -261,6 +286,8 @@ def _evaluate(run: Run, p: Proposal, proposed: State, now: datetime, hit: tuple[
         cached_run_id=hit[0] if hit else "",
         cancel_requested=run.cancel_requested,
         fencing_token=p.fencing_token,
+        cache_key_held=held,
+        parent_running_since=run.parent_running_since,
     )
     return decide(ctx, force=p.force, expected_state_id=p.expected_state_id)
 
@@ -275,6 +302,8 @@ def _to_write(verdict: Verdict, current: State | None) -> State | None:
 
 def _record(run: Run, written: State, p: Proposal, proposed: State, batch: _Batch) -> None:
     old = run.state
+    if run.ref.kind is RunKind.TASK and old is not None and old.is_terminal and written.type == RUNNING:
+        run.times = replace(run.times, run_count=0)  # a new attempt of its flow run: its retries start over
     run.times = account(run.times, old, written)
     run.state = written
     if written.details.cache_key:
@@ -311,6 +340,7 @@ async def apply(
         if kind is RunKind.TASK and p.state.type == RUNNING and p.run_id in runs and not p.state.details.refresh_cache
     }
     hits = await _cache_hits(session, wanted_keys - {""}, now, [p.run_id for p in proposals])
+    holders = await _cache_holders(session, wanted_keys - {""} - set(hits), now, [p.run_id for p in proposals])
     batch = _Batch()
     outcomes = []
     for p in proposals:
@@ -330,10 +360,13 @@ async def apply(
             continue
         key = p.state.details.cache_key or run.cache_key
         proposed = _after(p.state, run.state)
-        verdict = _evaluate(run, p, proposed, now, hits.get(key) if key else None)
+        held = bool(key) and bool(holders.get(key, set()) - {p.run_id})
+        verdict = _evaluate(run, p, proposed, now, hits.get(key) if key else None, held)
         written = _to_write(verdict, run.state)
         if written is not None:
             _record(run, written, p, proposed, batch)
+            if kind is RunKind.TASK and run.cache_key:
+                _track_cache_key(run, written, hits, holders, now)
             by_id[written.id] = (p.run_id, written)
             if p.idempotency_key and written.id == p.state.id:
                 by_key[(p.run_id, p.idempotency_key)] = written
@@ -343,6 +376,20 @@ async def apply(
         outcomes.append(Outcome(verdict))
     await write(session, svc, kind, runs.values(), batch, now)
     return outcomes
+
+
+def _track_cache_key(
+    run: Run, written: State, hits: dict[str, tuple[str, State]], holders: dict[str, set[str]], now: datetime
+) -> None:
+    """Later proposals of the same batch see this run's hold on its cache key, or its result."""
+    key = run.cache_key
+    if written.type == RUNNING:
+        holders.setdefault(key, set()).add(run.ref.id)
+        return
+    holders.get(key, set()).discard(run.ref.id)
+    expires = written.details.cache_expiration
+    if written.type == COMPLETED and written.name != "Cached" and (expires is None or expires > now):
+        hits[key] = (run.ref.id, written)
 
 
 async def write(

@@ -4,12 +4,18 @@ Flow-run transitions are unary calls: they gate execution. Task-run records
 travel over SyncRuns; before the flow run proposes its final state it waits
 for every submitted task and for the stream's ack, so when the call returns
 every task run is already durable and visible through the API.
+
+Retries: a failed attempt is proposed FAILED; the server's ``enforce_retries``
+rule answers with AwaitingRetry (SCHEDULED at the retry time), and the next
+RUNNING proposal waits until then (``wait_for_scheduled_time``). A retried
+attempt reuses the results of calls that completed in an earlier one: the
+same call has the same identity, so it finds its own result, never another's.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from weir.client.types import Decision, RunPolicy, State, StateDetails, StateType
@@ -20,11 +26,12 @@ from weir.engine.runtime import Runtime
 from weir.engine.states import describe
 from weir.engine.steps import Call, Sleep, Steps, Wait
 from weir.errors import Conflict, WeirError
-from weir.logging import install_print_hook
 from weir.results import LocalFileSystem, encode, serializer_for
 
 if TYPE_CHECKING:
     from weir.flows import Flow
+
+log = logging.getLogger("weir.engine")
 
 
 class FlowRunAborted(WeirError):
@@ -40,12 +47,15 @@ def flow_run(
     parent_task_run_id = None
     if parent is not None:
         # A subflow is a child flow run linked to a task run of its parent, keyed like any task call.
-        parent_task_run_id = yield from _parent_task_run(flow, runtime, parent, params)
+        parent_task_run_id, reused = yield from _parent_task_run(flow, runtime, parent, params)
+        if reused is not None:
+            return reused if return_state else reused.result()
+    parameters = {k: identity.to_jsonable(v, name=f"parameter {k!r} of flow {flow.name!r}") for k, v in params.items()}
     created = yield Wait(
         runtime.submit(
             client.create_flow_run(
                 flow_name=flow.name,
-                parameters={k: identity.to_jsonable(v, name=k) for k, v in params.items()},
+                parameters=parameters,
                 tags=tuple(sorted(tags)),
                 parent_task_run_id=parent_task_run_id,
                 policy=RunPolicy(retries=opts.retries, retry_delay_seconds=opts.retry_delays()),
@@ -53,15 +63,21 @@ def flow_run(
         )
     )
     run_id = created.id
-    runner = (opts.task_runner or _default_runner()).duplicate()
+    template = opts.task_runner or _default_runner()
+    #: Results of calls completed in earlier attempts, by run id (kept only when there can be a retry).
+    completed: dict[str, State] = {}
     while True:
         answer = yield Wait(runtime.submit(client.set_flow_run_state(run_id, State(type=StateType.RUNNING))))
         if answer.decision is Decision.WAIT:
             yield Sleep(max(answer.delay_seconds, 0.01))
             continue
         if answer.decision is not Decision.ACCEPT:
-            raise FlowRunAborted(f"flow run {run_id} may not run: {answer.reason}")
+            error = FlowRunAborted(f"flow run {run_id} may not run: {answer.reason}")
+            if parent_task_run_id is not None:
+                _finish_parent_task_run(runtime, parent_task_run_id, error)
+            raise error
         run = yield Wait(runtime.submit(client.read_flow_run(run_id)))
+        runner = template.duplicate()
         ctx = FlowRunContext(
             flow_run_id=run_id,
             flow_name=flow.name,
@@ -74,12 +90,12 @@ def flow_run(
             task_runner=runner,
             parent_task_run_id=parent_task_run_id,
             log_prints=bool(opts.log_prints),
+            completed=completed if opts.retries else None,
         )
         token = flow_run_ctx.set(ctx)
         runtime.start_heartbeat(run_id)
-        if opts.log_prints:
-            install_print_hook()
         runner.start()
+        _hooks(opts.on_running, flow, ctx, answer.state or State(type=StateType.RUNNING))
         error: BaseException | None = None
         value: Any = None
         try:
@@ -88,6 +104,8 @@ def flow_run(
             error = exc
         finally:
             flow_run_ctx.reset(token)
+        if error is not None and isinstance(error, TimeoutError):
+            ctx.timed_out = True  # a body still running on its thread may start no more task runs
         # Every submitted task finishes and every record is committed before the final state.
         if ctx.futures:
             wait(ctx.futures)
@@ -98,34 +116,38 @@ def flow_run(
             unhandled = [e for f in ctx.futures if (e := f.failed_unobserved()) is not None]
             if unhandled:
                 error = unhandled[0]
+        final: State | None = None
         if error is None:
             details = StateDetails()
             if opts.persist_result:
-                details = StateDetails(result_ref=_persist(runtime, flow, run_id, value))
-            final = State(type=StateType.COMPLETED, details=details)
-        else:
+                try:
+                    details = StateDetails(result_ref=_persist(runtime, flow, run_id, value))
+                except Exception as exc:
+                    error = _unserialisable(f"flow {flow.name!r}", exc)
+            if error is None:
+                final = State(type=StateType.COMPLETED, details=details)
+        if final is None:
+            assert error is not None
             name = "TimedOut" if isinstance(error, TimeoutError) else None
             final = State(type=StateType.FAILED, name=name, message=describe(error))
         answer = yield Wait(runtime.submit(client.set_flow_run_state(run_id, final)))
         state = answer.state or final
         if error is not None and answer.decision is Decision.REJECT and state.type is StateType.SCHEDULED:
-            delay = (
-                (state.details.scheduled_time - datetime.now(UTC)).total_seconds()
-                if (state.details.scheduled_time)
-                else 0.0
-            )
-            if delay > 0:
-                yield Sleep(opts.jittered(delay))
-            runner = runner.duplicate()
-            continue
+            continue  # AwaitingRetry: the next RUNNING proposal waits for the retry time
         if parent_task_run_id is not None:
             _finish_parent_task_run(runtime, parent_task_run_id, error)
         if error is not None:
+            _hooks(opts.on_failure, flow, ctx, state)
             if return_state:
                 return state.with_result(exception=error)
             raise error
         if answer.decision is not Decision.ACCEPT:
+            if state.type is StateType.CANCELLED or state.type is StateType.CANCELLING:
+                _hooks(opts.on_cancellation, flow, ctx, state)
             raise Conflict(f"flow run {run_id} could not complete: {answer.reason}")
+        _hooks(opts.on_completion, flow, ctx, state)
+        if parent is not None and parent.completed is not None and parent_task_run_id is not None:
+            parent.completed[parent_task_run_id] = State(type=StateType.COMPLETED).with_result(value)
         return state.with_result(value) if return_state else value
 
 
@@ -135,20 +157,41 @@ def _default_runner() -> Any:
     return ThreadPoolTaskRunner()
 
 
+def _unserialisable(what: str, exc: BaseException) -> WeirError:
+    from weir.errors import InvalidArgument
+
+    return InvalidArgument(
+        f"{what} returned a value that cannot be persisted ({describe(exc)}); "
+        "return something serialisable or set persist_result=False"
+    )
+
+
 def _persist(runtime: Runtime, flow: Flow[Any, Any], run_id: str, value: Any) -> str:
     serializer = serializer_for(flow.options.result_serializer)
     storage = flow.options.result_storage or LocalFileSystem(runtime.settings.home / "results")
     return str(storage.write(run_id, encode(serializer, serializer.dumps(value))))
 
 
+def _hooks(hooks: tuple[Any, ...], flow: Flow[Any, Any], ctx: FlowRunContext, state: State) -> None:
+    """Run the user's hooks: ``hook(flow, flow_run_context, state)``. A hook never changes the outcome."""
+    for hook in hooks:
+        try:
+            hook(flow, ctx, state)
+        except Exception:
+            log.exception("hook %r of flow %r failed", hook, flow.name)
+
+
 def _parent_task_run(
     flow: Flow[Any, Any], runtime: Runtime, parent: FlowRunContext, params: Mapping[str, Any]
 ) -> Steps:
+    """Create (or find again, on a parent retry) the task run of the parent that stands for this subflow call."""
     from weir.engine.states import PENDING, RUNNING, new_state
     from weir.engine.task_engine import plan_identity
     from weir.v1 import orchestration_pb2 as pb
 
     run_id, dynamic_key, occurrence = plan_identity(flow.flow_key, parent, params)
+    if parent.completed is not None and run_id in parent.completed:
+        return run_id, parent.completed[run_id]
     create = pb.CreateTaskRunRequest(
         id=run_id,
         flow_run_id=parent.flow_run_id,
@@ -161,7 +204,7 @@ def _parent_task_run(
     runtime.sync.submit(creates=(create,), proposals=(running,))
     # The child's record must exist before the child flow run points at it.
     yield Wait(runtime.sync.flush())
-    return run_id
+    return run_id, None
 
 
 def _finish_parent_task_run(runtime: Runtime, task_run_id: str, error: BaseException | None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import time
 from collections.abc import Callable, Generator
@@ -67,10 +68,11 @@ def _call_sync(step: Call) -> Any:
         if inspect.iscoroutine(result):  # an async function called from a sync context
             return asyncio.run(result)
         return result
-    # A sync function cannot be interrupted safely: run it on a thread and stop waiting.
+    # A sync function cannot be interrupted safely: run it on a thread (with the run's context) and stop waiting.
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="weir-timeout")
+    ctx = contextvars.copy_context()
     try:
-        return pool.submit(step.fn, *step.args, **step.kwargs).result(timeout=step.timeout)
+        return pool.submit(ctx.run, _call_sync, Call(step.fn, step.args, step.kwargs)).result(timeout=step.timeout)
     except concurrent.futures.TimeoutError:
         raise TimeoutError(f"timed out after {step.timeout}s") from None
     finally:

@@ -9,7 +9,7 @@ failure the server may turn into a retry with a delay.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from weir.cache_policies import CallInfo, KeyFunction
@@ -64,7 +64,6 @@ def task_run(
         info = CallInfo(task.task_key, task.fn, params, flow.flow_run_id, flow.parameters)
         cache_key = policy.compute_key(info) or ""
     persist = opts.persist_result if opts.persist_result is not None else bool(cache_key)
-    expiration = datetime.now(UTC) + opts.cache_expiration if cache_key and opts.cache_expiration else None
 
     create = pb.CreateTaskRunRequest(
         id=run_id,
@@ -77,39 +76,53 @@ def task_run(
         state=new_state(PENDING),
         policy=pb.RunPolicy(retries=opts.retries, retry_delay_seconds=opts.retry_delays()),
     )
+    if flow.timed_out:
+        raise TaskRunFailed(f"flow run {flow.flow_run_id} timed out: task {name!r} was not started")
+    if flow.completed is not None and run_id in flow.completed:
+        # The same call completed in an earlier attempt of this flow run: its result, not a second run.
+        earlier = flow.completed[run_id]
+        return earlier if return_state else earlier.result()
+    # In a retried flow run the task run may already exist: ask before running it again.
+    ask_first = bool(cache_key) or flow.run_count > 1
     run_count = 0
     first = True
     while True:
         run_count += 1
         running = new_state(RUNNING, cache_key=cache_key or None, refresh_cache=bool(opts.refresh_cache) or None)
         proposal = pb.TaskRunStateProposal(
-            task_run_id=run_id, proposal=pb.StateProposal(state=running), wait_for_decision=bool(cache_key)
+            task_run_id=run_id, proposal=pb.StateProposal(state=running), wait_for_decision=ask_first
         )
         waiter = runtime.sync.submit(creates=(create,) if first else (), proposals=(proposal,))
         first = False
         if waiter is not None:
             answer: pb.ProposalResult = yield Wait(waiter)
-            if answer.decision == pb.REJECT and answer.state.type == COMPLETED and answer.state.name == CACHED:
+            if answer.decision == pb.WAIT:
+                # Another run is computing this cache key: ask again shortly, then take its result.
+                run_count -= 1
+                yield Sleep(max(answer.delay_seconds, 0.01))
+                continue
+            if answer.decision == pb.REJECT and answer.state.type == COMPLETED:
+                # A cache hit, or the run completed in an earlier attempt of the flow run.
                 from weir.results import load_result
 
-                value = load_result(answer.state.details.result_ref) if answer.state.details.result_ref else None
+                ref = answer.state.details.result_ref
+                value = load_result(ref) if ref else None
                 return to_user_state(answer.state, value) if return_state else value
             if answer.decision != pb.ACCEPT:
                 raise TaskRunFailed(f"task run {name} was not allowed to run: {answer.reason}")
 
         ctx = TaskRunContext(run_id, name, flow.flow_run_id, dict(params), tags, run_count, flow.log_prints)
         token = task_run_ctx.set(ctx)
+        _hooks(opts.on_running, task, ctx, running)
         try:
             args, kwargs = call_args
             value = yield Call(body or task.fn, args, kwargs, opts.timeout_seconds)
         except Exception as exc:
             task_run_ctx.reset(token)
-            retry = run_count <= opts.retries and (
-                opts.retry_condition_fn is None or opts.retry_condition_fn(task, None, exc)
-            )
-            delay = opts.jittered(_delay_for(opts.retry_delays(), run_count)) if retry else 0.0
             name_ = "TimedOut" if isinstance(exc, TimeoutError) else "Failed"
             failed = new_state(FAILED, name=name_, message=describe(exc))
+            retry = run_count <= opts.retries and _should_retry(task, ctx, failed, exc)
+            delay = opts.jittered(_delay_for(opts.retry_delays(), run_count)) if retry else 0.0
             # The server turns an allowed failure into AwaitingRetry; ask only when it has a delay.
             wait = retry and delay > 0
             failure = pb.TaskRunStateProposal(
@@ -117,12 +130,11 @@ def task_run(
             )
             waiter = runtime.sync.submit(proposals=(failure,))
             if retry:
-                if waiter is not None:
-                    answer = yield Wait(waiter)
-                    if answer.decision == pb.REJECT and answer.state.type == common_pb2.SCHEDULED:
-                        yield Sleep(delay)
-                        continue
-                else:
+                if waiter is None:
+                    continue
+                answer = yield Wait(waiter)
+                if answer.decision == pb.REJECT and answer.state.type == common_pb2.SCHEDULED:
+                    yield Sleep(delay)
                     continue
             _hooks(opts.on_failure, task, ctx, failed)
             if return_state:
@@ -137,17 +149,39 @@ def task_run(
                 failed = new_state(FAILED, message=str(exc))
                 proposal = pb.StateProposal(state=failed, force=True)
                 runtime.sync.submit(proposals=(pb.TaskRunStateProposal(task_run_id=run_id, proposal=proposal),))
+                _hooks(opts.on_failure, task, ctx, failed)
                 if return_state:
                     return to_user_state(failed, exception=exc)
                 raise
         if cache_key:
             done_details["cache_key"] = cache_key
-            done_details["cache_expiration"] = expiration
+            if opts.cache_expiration is not None:
+                done_details["cache_expiration"] = datetime.now(UTC) + _as_timedelta(opts.cache_expiration)
         completed = new_state(COMPLETED, **done_details)
         done = pb.TaskRunStateProposal(task_run_id=run_id, proposal=pb.StateProposal(state=completed))
         runtime.sync.submit(proposals=(done,))
         _hooks(opts.on_completion, task, ctx, completed)
+        if flow.completed is not None:
+            flow.completed[run_id] = to_user_state(completed, value)
         return to_user_state(completed, value) if return_state else value
+
+
+def _should_retry(task: Task[Any, Any], ctx: TaskRunContext, failed: common_pb2.State, exc: BaseException) -> bool:
+    """``retry_condition_fn(task, task_run_context, state)``; ``state.result(raise_on_failure=False)`` is the error."""
+    condition = task.options.retry_condition_fn
+    if condition is None:
+        return True
+    try:
+        return bool(condition(task, ctx, to_user_state(failed, exception=exc)))
+    except Exception:
+        import logging
+
+        logging.getLogger("weir.engine").exception("retry_condition_fn of task %r failed: not retrying", task.name)
+        return False
+
+
+def _as_timedelta(value: Any) -> timedelta:
+    return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
 
 
 def _delay_for(delays: tuple[float, ...], run_count: int) -> float:

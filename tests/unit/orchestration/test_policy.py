@@ -198,6 +198,28 @@ def test_cache_refresh_or_miss_runs() -> None:
     assert policy.cache_lookup(ctx(st(PENDING), st(RUNNING), kind=RunKind.TASK, cached=_cached())) is None
 
 
+def test_cache_key_held_by_another_run_waits() -> None:
+    c = ctx(st(PENDING), st(RUNNING), kind=RunKind.TASK, cache_key="k", cache_key_held=True)
+    v = policy.cache_lookup(c)
+    assert v is not None and v.decision is Decision.WAIT and v.delay_seconds > 0
+    # A hit wins over a holder; a refresh never waits.
+    hit = replace(c, cached=_cached(), cached_run_id="other")
+    assert policy.cache_lookup(hit).decision is Decision.REJECT  # type: ignore[union-attr]
+    assert policy.cache_lookup(replace(c, proposed=st(RUNNING, refresh_cache=True))) is None
+    assert policy.cache_lookup(replace(c, cache_key="")) is None
+
+
+def test_task_failed_in_an_earlier_flow_attempt_may_run_again() -> None:
+    earlier = st(FAILED, at=NOW - timedelta(seconds=5))
+    c = ctx(earlier, st(RUNNING), kind=RunKind.TASK, parent_running_since=NOW - timedelta(seconds=1))
+    assert decide(c).decision is Decision.ACCEPT
+    # Not when it failed during the flow run's current attempt, nor when it completed.
+    assert decide(replace(c, parent_running_since=NOW - timedelta(seconds=9))).decision is Decision.REJECT
+    assert decide(replace(c, current=st(COMPLETED, at=NOW - timedelta(seconds=5)))).decision is Decision.REJECT
+    assert decide(replace(c, parent_running_since=None)).decision is Decision.REJECT
+    assert decide(replace(c, kind=RunKind.FLOW)).decision is Decision.REJECT
+
+
 def test_cache_is_for_task_runs_only() -> None:
     c = ctx(st(PENDING), st(RUNNING), cache_key="k", cached=_cached(), cached_run_id="other")
     assert policy.cache_lookup(c) is None
