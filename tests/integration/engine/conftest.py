@@ -14,10 +14,13 @@ import pytest
 
 
 def _reset() -> None:
-    from weir.engine.runtime import shutdown_runtime
+    from weir.engine import runtime
     from weir.settings import get_settings
 
-    shutdown_runtime()
+    current = runtime._runtime
+    runtime.shutdown_runtime()
+    if current is not None and not current.loop.is_running():
+        current.loop.close()  # Runtime.close() stops its loop but leaves it open (ResourceWarning at exit)
     get_settings.cache_clear()
 
 
