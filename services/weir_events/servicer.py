@@ -37,7 +37,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
     async def Subscribe(
         self, request: events_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[common_pb2.Event]:
-        events = self.subscriptions.subscribe(request)
+        events = self.subscriptions.subscribe(request, finished=context.done)
         try:
             async for event in events:
                 yield event

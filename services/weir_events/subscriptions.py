@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -55,8 +55,16 @@ class Subscriptions:
             config.deliver_policy = DeliverPolicy.NEW
         return config
 
-    async def subscribe(self, request: events_pb2.SubscribeRequest) -> AsyncIterator[common_pb2.Event]:
-        """Events matching the request's filter until the caller stops iterating."""
+    async def subscribe(
+        self, request: events_pb2.SubscribeRequest, finished: Callable[[], bool] = lambda: False
+    ) -> AsyncIterator[common_pb2.Event]:
+        """Events matching the request's filter until the caller stops iterating.
+
+        ``finished`` reports whether the RPC is over. It and the task's pending
+        cancellations are checked after every fetch, so the consumer goes even
+        when a cancellation was swallowed (``asyncio.wait_for`` on Python 3.11
+        can return a result that completed at the moment it was cancelled).
+        """
         criteria = parse_filter(request.filter)
         js = self.nats.js
         stream = self.nats.settings.events_stream
@@ -68,8 +76,9 @@ class Subscriptions:
         except Exception as exc:
             raise Unavailable(f"the events stream is unavailable: {exc}") from exc
         self.active.add(name)
+        task = asyncio.current_task()
         try:
-            while True:
+            while not finished() and not (task is not None and task.cancelling()):
                 try:
                     msgs = await fetch_batch(
                         sub, self.settings.subscriber_batch_size, self.settings.subscriber_fetch_timeout_seconds
@@ -98,4 +107,4 @@ class Subscriptions:
         except NotFoundError:
             pass
         except Exception as exc:  # NATS away: inactive_threshold removes it later
-            log.debug("subscription %s clean-up: %s", name, exc)
+            log.warning("subscription %s clean-up: %r", name, exc)

@@ -50,7 +50,8 @@ async def next_event(call, timeout: float = 5.0) -> common_pb2.Event:
 
 
 async def only_persister_left(stack) -> bool:
-    return await stack.consumer_names() == {PERSISTER}
+    names = await stack.consumer_names()
+    return names == {PERSISTER}
 
 
 async def test_live_events_arrive_and_the_filter_applies(events_stack) -> None:
