@@ -77,23 +77,42 @@ def _run_submitted(
     kwargs: dict[str, Any],
     planned: tuple[str, str, int],
     body: Any,
+    wait_for: list[WeirFuture[Any]],
 ) -> Any:
-    args = tuple(_resolve(a) for a in args)
-    kwargs = {k: _resolve(v) for k, v in kwargs.items()}
+    """A submitted call, on a runner thread: wait for its upstreams, then run it like a direct call."""
+    try:
+        for upstream in wait_for:
+            upstream.wait()
+            failed = upstream.failed_state()
+            if failed is not None:
+                upstream.observed = True  # its failure is reported through this run
+                raise UpstreamFailed(f"upstream task run {upstream.task_run_id} ended {failed.display_name}")
+        args = tuple(_resolve(a) for a in args)
+        kwargs = {k: _resolve(v) for k, v in kwargs.items()}
+    except Exception as exc:
+        # The call cannot start: record it as a failed run of its own, with the reason, not a retry.
+        error = exc if isinstance(exc, UpstreamFailed) else UpstreamFailed(f"an input failed: {exc}")
+
+        def refuse(*_: Any, **__: Any) -> Any:
+            raise error
+
+        task, body = task.with_options(retries=0), refuse
     params = task.bind(args, kwargs)
     steps = task_run(task, get_runtime(), flow, params, (args, kwargs), True, planned, body)
-    if task.is_async:
+    if task.is_async and body is None:
         import asyncio
 
         return asyncio.run(drive_async(steps))
     return drive_sync(steps)
 
 
+class UpstreamFailed(WeirError):
+    """A submitted call did not run because a future it depends on failed."""
+
+
 def submit_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> WeirFuture[Any]:
     flow = _current_flow(task)
-    wait_for = kwargs.pop("wait_for", None)
-    if wait_for:
-        wait([f for f in wait_for if isinstance(f, WeirFuture)])
+    wait_for = [f for f in (kwargs.pop("wait_for", None) or ()) if isinstance(f, WeirFuture)]
     # Identity is taken here, in submission order, not when a pool thread gets to it.
     try:
         params = task.bind(args, kwargs)
@@ -102,27 +121,24 @@ def submit_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, A
     planned = plan_identity(task.task_key, flow, params)
     runner = flow.task_runner
     body = None
-    if hasattr(runner, "run_in_process"):
-        body = functools.partial(_in_process, runner, task.fn)
-    inner = runner.submit(_run_submitted, task, flow, args, kwargs, planned, body)
+    if getattr(runner, "runs_in_processes", False):
+        body = functools.partial(runner.run_in_process, task.fn)
+    # Upstreams were submitted earlier, so on a FIFO pool they start first: waiting cannot deadlock.
+    inner = runner.submit(_run_submitted, task, flow, args, kwargs, planned, body, wait_for)
     future: WeirFuture[Any] = WeirFuture(planned[0], inner)
     flow.futures.append(future)
     return future
-
-
-def _in_process(runner: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    return runner.run_in_process(fn, args, kwargs)
 
 
 def map_task(task: Task[Any, Any], iterables: tuple[Any, ...], kwargs: dict[str, Any]) -> FutureList[Any]:
     fixed = {k: v for k, v in kwargs.items() if isinstance(v, unmapped)}
     mapped_kwargs = {k: v for k, v in kwargs.items() if not isinstance(v, unmapped) and k != "wait_for"}
     columns = [list(it) if not isinstance(it, unmapped) else None for it in iterables]
-    lengths = {len(c) for c in columns if c is not None} | {len(list(v)) for v in mapped_kwargs.values()}
+    kw_columns = {k: list(v) for k, v in mapped_kwargs.items()}
+    lengths = {len(c) for c in columns if c is not None} | {len(c) for c in kw_columns.values()}
     if len(lengths) > 1:
         raise InvalidArgument(f"{task.name}.map(): mapped arguments have different lengths {sorted(lengths)}")
     n = lengths.pop() if lengths else 0
-    kw_columns = {k: list(v) for k, v in mapped_kwargs.items()}
     futures: FutureList[Any] = FutureList()
     for i in range(n):
         args = tuple(c[i] if c is not None else it.value for c, it in zip(columns, iterables, strict=True))

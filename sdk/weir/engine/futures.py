@@ -37,18 +37,35 @@ class WeirFuture(Generic[R]):
     def state(self) -> State:
         """The final state (waits for it)."""
         self.observed = True
-        return self._future.result()
+        return self._final()
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         self.observed = True
-        state = self._future.result(timeout=timeout)
-        return state.result(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
+        concurrent.futures.wait([self._future], timeout=timeout)
+        if not self._future.done():
+            raise TimeoutError(f"task run {self.task_run_id} did not finish within {timeout}s")
+        return self._final().result(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
+
+    def _final(self) -> State:
+        try:
+            return self._future.result()
+        except Exception as exc:  # the engine failed around the call: still a failed run to the user
+            from weir.client.types import State, StateType
+
+            return State(type=StateType.FAILED, message=f"{type(exc).__name__}: {exc}").with_result(exception=exc)
+
+    def failed_state(self) -> State | None:
+        """The final state when it is not Completed (None while running or when completed)."""
+        if not self._future.done():
+            return None
+        state = self._final()
+        return None if state.is_completed() else state
 
     def failed_unobserved(self) -> BaseException | None:
-        if self.observed or not self._future.done():
+        if self.observed:
             return None
-        state = self._future.result()
-        if state.is_completed():
+        state = self.failed_state()
+        if state is None:
             return None
         return state._exception or RuntimeError(f"task run ended {state.display_name}")
 

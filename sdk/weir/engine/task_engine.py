@@ -34,11 +34,16 @@ class TaskRunFailed(Exception):
 
 
 def plan_identity(task_key: str, flow: FlowRunContext, params: Mapping[str, Any]) -> tuple[str, str, int]:
-    """(task run id, dynamic key, occurrence), taken in call order on the caller's thread."""
+    """(task run id, dynamic key, call number), taken in call order on the caller's thread.
+
+    The id comes from the input hash and its occurrence; the call number (the
+    Nth call of this task in the flow run) only names the run for people.
+    """
     in_hash = identity.input_hash(params)
     occurrence = flow.next_occurrence(task_key, in_hash)
+    number = flow.next_occurrence(task_key, "#")  # "#" is never a hash: a per-task call counter
     dynamic_key = f"{in_hash}-{occurrence}"
-    return identity.task_run_id(flow.flow_run_id, task_key, dynamic_key), dynamic_key, occurrence
+    return identity.task_run_id(flow.flow_run_id, task_key, dynamic_key), dynamic_key, number
 
 
 def task_run(
