@@ -105,6 +105,7 @@ class Persister:
         self.stored = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._tasks = [
@@ -113,9 +114,17 @@ class Persister:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # nats-py's fetch runs asyncio.wait_for, which on Python 3.11 can swallow a
+        # cancellation: so the loops also watch a flag, and the cancel is repeated.
+        self._stopping = True
+        pending = [t for t in self._tasks if not t.done()]
+        for _ in range(20):
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            _, still = await asyncio.wait(pending, timeout=0.25)
+            pending = list(still)
         self._tasks = []
         await self._unsubscribe()
 
@@ -150,13 +159,15 @@ class Persister:
 
     async def _consume_loop(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._stopping:
             try:
                 if self._sub is None:
                     self._sub = await self._subscribe()
                 await self.consume_once(self._sub)
                 backoff = 0.05
             except Exception as exc:
+                if self._stopping:
+                    return
                 log.warning("events persister: %s; retrying in %.2fs", exc, backoff)
                 # The stream or consumer may be gone (a new NATS): set them up again.
                 await self._unsubscribe()
@@ -202,7 +213,7 @@ class Persister:
         return deleted
 
     async def _retention_loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.retention_pass()
             except Exception as exc:
