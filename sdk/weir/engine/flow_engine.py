@@ -15,7 +15,9 @@ same call has the same identity, so it finds its own result, never another's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from weir.client.types import Decision, RunPolicy, State, StateDetails, StateType
@@ -25,7 +27,7 @@ from weir.engine.futures import wait
 from weir.engine.runtime import Runtime
 from weir.engine.states import describe
 from weir.engine.steps import Call, Sleep, Steps, Wait
-from weir.errors import Conflict, WeirError
+from weir.errors import Conflict, DeadlineExceeded, Unavailable, WeirError
 from weir.results import LocalFileSystem, encode, serializer_for
 
 if TYPE_CHECKING:
@@ -51,23 +53,24 @@ def flow_run(
         if reused is not None:
             return reused if return_state else reused.result()
     parameters = {k: identity.to_jsonable(v, name=f"parameter {k!r} of flow {flow.name!r}") for k, v in params.items()}
-    created = yield Wait(
-        runtime.submit(
-            client.create_flow_run(
-                flow_name=flow.name,
-                parameters=parameters,
-                tags=tuple(sorted(tags)),
-                parent_task_run_id=parent_task_run_id,
-                policy=RunPolicy(retries=opts.retries, retry_delay_seconds=opts.retry_delays()),
-            )
-        )
+    new_id = str(uuid.uuid4())  # a resend after a lost answer finds the same run
+    created = yield from _unary(
+        runtime,
+        lambda: client.create_flow_run(
+            id=new_id,
+            flow_name=flow.name,
+            parameters=parameters,
+            tags=tuple(sorted(tags)),
+            parent_task_run_id=parent_task_run_id,
+            policy=RunPolicy(retries=opts.retries, retry_delay_seconds=opts.retry_delays()),
+        ),
     )
     run_id = created.id
     template = opts.task_runner or _default_runner()
     #: Results of calls completed in earlier attempts, by run id (kept only when there can be a retry).
     completed: dict[str, State] = {}
     while True:
-        answer = yield Wait(runtime.submit(client.set_flow_run_state(run_id, State(type=StateType.RUNNING))))
+        answer = yield from _propose(runtime, run_id, State(type=StateType.RUNNING))
         if answer.decision is Decision.WAIT:
             yield Sleep(max(answer.delay_seconds, 0.01))
             continue
@@ -76,7 +79,7 @@ def flow_run(
             if parent_task_run_id is not None:
                 _finish_parent_task_run(runtime, parent_task_run_id, error)
             raise error
-        run = yield Wait(runtime.submit(client.read_flow_run(run_id)))
+        run = yield from _unary(runtime, lambda: client.read_flow_run(run_id))
         runner = template.duplicate()
         ctx = FlowRunContext(
             flow_run_id=run_id,
@@ -130,7 +133,7 @@ def flow_run(
             assert error is not None
             name = "TimedOut" if isinstance(error, TimeoutError) else None
             final = State(type=StateType.FAILED, name=name, message=describe(error))
-        answer = yield Wait(runtime.submit(client.set_flow_run_state(run_id, final)))
+        answer = yield from _propose(runtime, run_id, final)
         state = answer.state or final
         if error is not None and answer.decision is Decision.REJECT and state.type is StateType.SCHEDULED:
             continue  # AwaitingRetry: the next RUNNING proposal waits for the retry time
@@ -149,6 +152,33 @@ def flow_run(
         if parent is not None and parent.completed is not None and parent_task_run_id is not None:
             parent.completed[parent_task_run_id] = State(type=StateType.COMPLETED).with_result(value)
         return state.with_result(value) if return_state else value
+
+
+#: How long flow-run calls keep retrying while the server is unreachable.
+UNAVAILABLE_RETRY_SECONDS = 120.0
+_BACKOFF_FIRST, _BACKOFF_CAP = 0.05, 2.0
+
+
+def _unary(runtime: Runtime, make: Callable[[], Coroutine[Any, Any, Any]]) -> Steps:
+    """One unary call, retried with backoff while the server is unreachable (the call must be idempotent)."""
+    deadline = time.monotonic() + UNAVAILABLE_RETRY_SECONDS
+    backoff = _BACKOFF_FIRST
+    while True:
+        try:
+            return (yield Wait(runtime.submit(make())))
+        except (Unavailable, DeadlineExceeded) as exc:
+            if time.monotonic() + backoff > deadline:
+                raise
+            log.warning("orchestration unreachable (%s); retrying in %.2fs", exc, backoff)
+            yield Sleep(backoff)
+            backoff = min(backoff * 2, _BACKOFF_CAP)
+
+
+def _propose(runtime: Runtime, run_id: str, state: State) -> Steps:
+    """Propose a flow-run state; a resend after a lost answer gets the first answer back (idempotency key)."""
+    key = str(uuid.uuid4())
+    client = runtime.client
+    return (yield from _unary(runtime, lambda: client.set_flow_run_state(run_id, state, idempotency_key=key)))
 
 
 def _default_runner() -> Any:

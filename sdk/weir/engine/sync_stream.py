@@ -12,6 +12,7 @@ ids, which the server writes at most once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -54,7 +55,7 @@ class RunSync:
         self._seq = 0
         self._unacked: deque[_Pending] = deque()
         self._flushes: list[tuple[int, Future[None]]] = []
-        self._outgoing: asyncio.Queue[pb.SyncRunsRequest] | None = None
+        self._outgoing: asyncio.Queue[pb.SyncRunsRequest | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.error: BaseException | None = None
@@ -130,15 +131,19 @@ class RunSync:
                 self._outgoing.put_nowait(pending.message)
             self._task = self._loop.create_task(self._run(), name="weir-sync-runs")
 
-    async def _requests(self, queue: asyncio.Queue[pb.SyncRunsRequest]) -> AsyncIterator[pb.SyncRunsRequest]:
+    async def _requests(self, queue: asyncio.Queue[pb.SyncRunsRequest | None]) -> AsyncIterator[pb.SyncRunsRequest]:
         while True:
-            yield await queue.get()
+            msg = await queue.get()
+            if msg is None:  # this stream is over: end gRPC's request-consuming task with it
+                return
+            yield msg
 
     async def _run(self) -> None:
         backoff = _RECONNECT_FIRST
         while not self._closed:
-            assert self._outgoing is not None
-            call = self._open_stream(self._requests(self._outgoing))
+            queue = self._outgoing
+            assert queue is not None
+            call = self._open_stream(self._requests(queue))
             try:
                 async for reply in call:
                     backoff = _RECONNECT_FIRST
@@ -159,6 +164,7 @@ class RunSync:
                 log.warning("task-run stream lost (%s); resending %d unacked messages", code, len(self._unacked))
             finally:
                 call.cancel()
+                queue.put_nowait(None)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _RECONNECT_CAP)
             # Resend everything not acked, in order, on a fresh stream.
@@ -204,3 +210,9 @@ class RunSync:
         self._closed = True
         if self._task is not None:
             self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+            # gRPC ends the call's request-consuming task on a later loop turn: let it, so
+            # no pending task is left on a loop that is about to stop.
+            for _ in range(5):
+                await asyncio.sleep(0)
