@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path("~/.weir").expanduser())
     #: Deadline of each unary call.
     request_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: How often a running flow run tells the server it is alive (the server's
+    #: WEIR_ORCHESTRATION_HEARTBEAT_TIMEOUT_SECONDS must be several times this).
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
     #: How many times an idempotent read is retried when the server is
     #: briefly UNAVAILABLE (0 disables retries).
     read_retries: int = Field(default=3, ge=0, le=10)

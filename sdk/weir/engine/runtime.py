@@ -25,7 +25,6 @@ from weir.settings import Settings, get_settings
 T = TypeVar("T")
 log = logging.getLogger("weir.engine")
 
-HEARTBEAT_SECONDS = 10.0
 
 
 class Runtime:
@@ -98,7 +97,7 @@ class Runtime:
 
     async def _beat(self, flow_run_id: str) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(self.settings.heartbeat_interval_seconds)
             try:
                 if await self.client.heartbeat_flow_run(flow_run_id):
                     self.cancel_requested.add(flow_run_id)
@@ -119,6 +118,8 @@ class Runtime:
                 self._embedded.stop()
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
+            if not self._thread.is_alive():
+                self.loop.close()
 
     async def _aclose(self) -> None:
         for task in self._heartbeats.values():
