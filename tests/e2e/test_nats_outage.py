@@ -23,10 +23,9 @@ STATES = ("weir.flow-run.Pending", "weir.flow-run.Running", "weir.flow-run.Compl
 @pytest.fixture
 def own_stack(backend: str, tmp_path) -> Iterator[object]:
     """A stack of its own: this test stops its NATS."""
-    from weir_server import Stack, StackThread
-
     from tests.fixtures.backends import drop_schemas
     from tests.fixtures.stack import build_settings
+    from weir_server import Stack, StackThread
 
     settings = build_settings(backend, tmp_path / "home", outbox_max_backoff_seconds=0.5)
     runner = StackThread(Stack(settings, http=False))

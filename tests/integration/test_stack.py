@@ -8,8 +8,14 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from weir.v1 import blocks_pb2, blocks_pb2_grpc, concurrency_pb2, concurrency_pb2_grpc, deployments_pb2
-from weir.v1 import deployments_pb2_grpc
+from weir.v1 import (
+    blocks_pb2,
+    blocks_pb2_grpc,
+    concurrency_pb2,
+    concurrency_pb2_grpc,
+    deployments_pb2,
+    deployments_pb2_grpc,
+)
 
 ALL_SERVICES = {
     "weir.v1.OrchestrationService",
@@ -30,9 +36,8 @@ def test_every_service_answers_serving(stack) -> None:
 
 
 def test_unknown_service_health_is_not_found(stack) -> None:
-    with grpc.insecure_channel(stack.address) as channel:
-        with pytest.raises(grpc.RpcError) as info:
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="weir.v1.Nope"), timeout=5)
+    with grpc.insecure_channel(stack.address) as channel, pytest.raises(grpc.RpcError) as info:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="weir.v1.Nope"), timeout=5)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -41,7 +46,7 @@ def test_reflection_lists_every_service(stack) -> None:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         names = {s.name for s in next(replies).list_services_response.service}
-    assert ALL_SERVICES <= names
+    assert names >= ALL_SERVICES
     assert "grpc.health.v1.Health" in names
 
 
@@ -59,9 +64,8 @@ def test_reflection_lists_every_service(stack) -> None:
     ],
 )
 def test_scaffold_rpcs_say_they_are_not_built(stack, call, rpc) -> None:
-    with grpc.insecure_channel(stack.address) as channel:
-        with pytest.raises(grpc.RpcError) as info:
-            call(channel)
+    with grpc.insecure_channel(stack.address) as channel, pytest.raises(grpc.RpcError) as info:
+        call(channel)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert rpc in info.value.details()
     assert "not available yet" in info.value.details()
@@ -69,9 +73,8 @@ def test_scaffold_rpcs_say_they_are_not_built(stack, call, rpc) -> None:
 
 @pytest.fixture(scope="module")
 def keyed_stack(tmp_path_factory):
-    from weir_server import Stack, StackThread
-
     from tests.fixtures.stack import build_settings
+    from weir_server import Stack, StackThread
 
     settings = build_settings("sqlite", tmp_path_factory.mktemp("keyed"), api_key="s3cret")
     runner = StackThread(Stack(settings, services=("blocks",), http=False))
