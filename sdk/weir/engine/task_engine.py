@@ -116,7 +116,8 @@ def task_run(
             if answer.decision != pb.ACCEPT:
                 raise TaskRunFailed(f"task run {name} was not allowed to run: {answer.reason}")
 
-        ctx = TaskRunContext(run_id, name, flow.flow_run_id, dict(params), tags, run_count, flow.log_prints)
+        log_prints = flow.log_prints if opts.log_prints is None else opts.log_prints
+        ctx = TaskRunContext(run_id, name, flow.flow_run_id, dict(params), tags, run_count, log_prints)
         token = task_run_ctx.set(ctx)
         _hooks(opts.on_running, task, ctx, running)
         try:

@@ -68,3 +68,30 @@ def test_flow_run_logs_cli_shows_them(engine) -> None:
     assert out.returncode == 0, out.stderr
     assert "printed 7" in out.stdout
     assert "task says 7" in out.stdout
+
+
+@task(log_prints=False)
+def quiet() -> None:
+    print("not logged")
+
+
+@task(log_prints=True)
+def loud() -> None:
+    print("logged by the task")
+
+
+@flow
+def mixed() -> str:
+    quiet()
+    loud()
+    print("flow print, not logged")
+    return str(runtime.flow_run.id)
+
+
+def test_task_log_prints_overrides_the_flow(engine) -> None:
+    run_id = mixed()
+    with WeirClient(engine.address) as client:
+        messages = {log.message for log in client.list_logs(LogFilter(flow_run_id=run_id)).items}
+    assert "logged by the task" in messages
+    assert "not logged" not in messages
+    assert "flow print, not logged" not in messages
