@@ -69,6 +69,7 @@ def flow_run(
     template = opts.task_runner or _default_runner()
     #: Results of calls completed in earlier attempts, by run id (kept only when there can be a retry).
     completed: dict[str, State] = {}
+    run_count = created.run_count
     while True:
         answer = yield from _propose(runtime, run_id, State(type=StateType.RUNNING))
         if answer.decision is Decision.WAIT:
@@ -79,16 +80,17 @@ def flow_run(
             if parent_task_run_id is not None:
                 _finish_parent_task_run(runtime, parent_task_run_id, error)
             raise error
-        run = yield from _unary(runtime, lambda: client.read_flow_run(run_id))
+        # Entering RUNNING counts a run (the server's bookkeeping); no read-back needed.
+        run_count += 1
         runner = template.duplicate()
         ctx = FlowRunContext(
             flow_run_id=run_id,
             flow_name=flow.name,
-            name=run.name,
+            name=created.name,
             parameters=dict(params),
             tags=tags,
-            run_count=run.run_count,
-            scheduled_start=run.expected_start_time,
+            run_count=run_count,
+            scheduled_start=created.expected_start_time,
             options=opts,
             task_runner=runner,
             parent_task_run_id=parent_task_run_id,
