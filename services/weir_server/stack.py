@@ -79,7 +79,9 @@ class Stack:
             self.nats_url = self.settings.nats_url
         else:
             self.embedded_nats = EmbeddedNats(self.settings.home / "nats")
-            self.nats_url = await asyncio.to_thread(self.embedded_nats.start)
+            # Started from the loop's own thread on purpose: the child's parent-death signal
+            # follows the thread that spawned it, and an executor thread may exit first.
+            self.nats_url = self.embedded_nats.start()
         try:
             self.nats = await Nats.open(self.nats_url, self.settings, name="weir-server")
             dbs = [Database(self.settings, d.name) for d in definitions]

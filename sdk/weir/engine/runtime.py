@@ -126,6 +126,12 @@ class Runtime:
             task.cancel()
         await self.sync.close()
         await self.client.close()
+        current = asyncio.current_task()
+        leftovers = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            await asyncio.wait(leftovers, timeout=2)
 
 
 _runtime: Runtime | None = None
