@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from weir.v1 import common_pb2, orchestration_pb2_grpc
 from weir.v1 import orchestration_pb2 as pb
+from weir_kit.jetstream import free_port
 
 SERVICES = [
     "weir.v1.OrchestrationService",
@@ -38,14 +39,6 @@ SERVICES = [
     "weir.v1.EventService",
 ]
 POSTGRES_URL = os.environ.get("WEIR_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:

@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from weir._aio import cancel_leftover_tasks
 from weir_server.stack import Stack
 
 T = TypeVar("T")
@@ -38,18 +39,9 @@ class StackThread:
             return
         try:
             self.run(self.stack.stop(), timeout=timeout)
-            self.run(_cancel_leftovers(), timeout=5)
+            self.run(cancel_leftover_tasks(), timeout=5)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout)
             self.loop.close()
 
-
-async def _cancel_leftovers() -> None:
-    """Cancel what library code left running (e.g. a NATS subscription) before the loop closes."""
-    current = asyncio.current_task()
-    tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=2)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,14 +22,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.fixtures.backends import POSTGRES_URL, drop_schemas, require_backend, unique_schema_prefix
 from weir.client import AsyncWeirClient
 from weir.client.types import EventFilter, State, StateType
+from weir_kit.jetstream import free_port
 
 pytestmark = pytest.mark.slow
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_serving(address: str, service: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -66,7 +61,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
             ("orchestration-b", "orchestration"),
             ("events", "events"),
         ]:
-            port = _free_port()
+            port = free_port()
             log = base / f"{name}.log"
             with open(log, "wb") as out:
                 proc = subprocess.Popen(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,18 +17,15 @@ import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from weir_kit.jetstream import free_port
+
 pytestmark = pytest.mark.slow
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start(home: Path) -> tuple[subprocess.Popen[str], int, int]:
     """The server, its output going to home/../server.log (read it with _output)."""
-    grpc_port, http_port = _free_port(), _free_port()
+    grpc_port, http_port = free_port(), free_port()
     env = {**os.environ, "WEIR_HOME": str(home)}
     env.pop("WEIR_DATABASE_URL", None)
     env.pop("WEIR_NATS_URL", None)

@@ -18,6 +18,7 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from weir._aio import cancel_leftover_tasks
 from weir.client import AsyncWeirClient
 from weir.engine.sync_stream import RunSync
 from weir.settings import Settings, get_settings
@@ -126,12 +127,7 @@ class Runtime:
             task.cancel()
         await self.sync.close()
         await self.client.close()
-        current = asyncio.current_task()
-        leftovers = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            await asyncio.wait(leftovers, timeout=2)
+        await cancel_leftover_tasks()
 
 
 _runtime: Runtime | None = None

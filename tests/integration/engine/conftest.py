@@ -17,10 +17,7 @@ def _reset() -> None:
     from weir.engine import runtime
     from weir.settings import get_settings
 
-    current = runtime._runtime
-    runtime.shutdown_runtime()
-    if current is not None and not current.loop.is_running():
-        current.loop.close()  # Runtime.close() stops its loop but leaves it open (ResourceWarning at exit)
+    runtime.shutdown_runtime()  # closes the runtime's loop too
     get_settings.cache_clear()
 
 
