@@ -3,7 +3,10 @@
 isort:skip_file
 DeploymentService (deployments, schedules, work pools, work queues) and
 WorkerService (one bidi stream per worker daemon).
-Declared now; built by a later issue.
+
+Credits: Hello.free_slots is the worker's first grant; each Credit adds
+free_slots more (a run finished); each Assign spends one. Absolute counts
+would race with assignments in flight, increments cannot.
 """
 
 from collections import abc as _abc
@@ -107,6 +110,8 @@ class Deployment(_message.Message):
     COLLISION_STRATEGY_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     UPDATED_FIELD_NUMBER: _builtins.int
+    RETRIES_FIELD_NUMBER: _builtins.int
+    RETRY_DELAY_SECONDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     flow_name: _builtins.str
     name: _builtins.str
@@ -119,6 +124,8 @@ class Deployment(_message.Message):
     paused: _builtins.bool
     concurrency_limit: _builtins.int
     collision_strategy: Global___CollisionStrategy.ValueType
+    retries: _builtins.int
+    """Retry policy of the flow, given to every run created from the deployment."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -133,6 +140,8 @@ class Deployment(_message.Message):
     def created(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def retry_delay_seconds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
         self,
         *,
@@ -155,10 +164,12 @@ class Deployment(_message.Message):
         collision_strategy: Global___CollisionStrategy.ValueType = ...,
         created: _timestamp_pb2.Timestamp | None = ...,
         updated: _timestamp_pb2.Timestamp | None = ...,
+        retries: _builtins.int = ...,
+        retry_delay_seconds: _abc.Iterable[_builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "job_variables", b"job_variables", "parameter_schema", b"parameter_schema", "parameters", b"parameters", "updated", b"updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collision_strategy", b"collision_strategy", "concurrency_limit", b"concurrency_limit", "created", b"created", "description", b"description", "entrypoint", b"entrypoint", "flow_name", b"flow_name", "id", b"id", "job_variables", b"job_variables", "name", b"name", "parameter_schema", b"parameter_schema", "parameters", b"parameters", "paused", b"paused", "schedules", b"schedules", "tags", b"tags", "updated", b"updated", "version", b"version", "work_pool_name", b"work_pool_name", "work_queue_name", b"work_queue_name", "working_directory", b"working_directory"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collision_strategy", b"collision_strategy", "concurrency_limit", b"concurrency_limit", "created", b"created", "description", b"description", "entrypoint", b"entrypoint", "flow_name", b"flow_name", "id", b"id", "job_variables", b"job_variables", "name", b"name", "parameter_schema", b"parameter_schema", "parameters", b"parameters", "paused", b"paused", "retries", b"retries", "retry_delay_seconds", b"retry_delay_seconds", "schedules", b"schedules", "tags", b"tags", "updated", b"updated", "version", b"version", "work_pool_name", b"work_pool_name", "work_queue_name", b"work_queue_name", "working_directory", b"working_directory"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -258,8 +269,10 @@ class ListDeploymentsRequest(_message.Message):
     WORK_POOL_NAME_FIELD_NUMBER: _builtins.int
     TAGS_ALL_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
+    FLOW_NAME_FIELD_NUMBER: _builtins.int
     name_like: _builtins.str
     work_pool_name: _builtins.str
+    flow_name: _builtins.str
     @_builtins.property
     def tags_all(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -271,10 +284,11 @@ class ListDeploymentsRequest(_message.Message):
         work_pool_name: _builtins.str = ...,
         tags_all: _abc.Iterable[_builtins.str] | None = ...,
         page: _common_pb2.PageRequest | None = ...,
+        flow_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name_like", b"name_like", "page", b"page", "tags_all", b"tags_all", "work_pool_name", b"work_pool_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_name", b"flow_name", "name_like", b"name_like", "page", b"page", "tags_all", b"tags_all", "work_pool_name", b"work_pool_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -389,8 +403,14 @@ class CreateFlowRunFromDeploymentRequest(_message.Message):
     SCHEDULED_TIME_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     JOB_VARIABLES_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    WORK_QUEUE_NAME_FIELD_NUMBER: _builtins.int
     deployment_id: _builtins.str
     idempotency_key: _builtins.str
+    name: _builtins.str
+    """Run name; generated when empty."""
+    work_queue_name: _builtins.str
+    """Overrides the deployment's queue."""
     @_builtins.property
     def parameters(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -408,10 +428,12 @@ class CreateFlowRunFromDeploymentRequest(_message.Message):
         scheduled_time: _timestamp_pb2.Timestamp | None = ...,
         idempotency_key: _builtins.str = ...,
         job_variables: _struct_pb2.Struct | None = ...,
+        name: _builtins.str = ...,
+        work_queue_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job_variables", b"job_variables", "parameters", b"parameters", "scheduled_time", b"scheduled_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "idempotency_key", b"idempotency_key", "job_variables", b"job_variables", "parameters", b"parameters", "scheduled_time", b"scheduled_time", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "idempotency_key", b"idempotency_key", "job_variables", b"job_variables", "name", b"name", "parameters", b"parameters", "scheduled_time", b"scheduled_time", "tags", b"tags", "work_queue_name", b"work_queue_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -422,15 +444,19 @@ class CreateFlowRunFromDeploymentResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FLOW_RUN_ID_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
     flow_run_id: _builtins.str
+    created: _builtins.bool
+    """False when the idempotency key matched an earlier run."""
     def __init__(
         self,
         *,
         flow_run_id: _builtins.str = ...,
+        created: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_run_id", b"flow_run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "flow_run_id", b"flow_run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -438,22 +464,33 @@ Global___CreateFlowRunFromDeploymentResponse: _TypeAlias = CreateFlowRunFromDepl
 
 @_typing.final
 class ValidateJobVariablesRequest(_message.Message):
+    """Dry run: validates the layers pool defaults -> deployment -> flow run.
+    Either an existing deployment (deployment_id) or a draft (deployment) that
+    names its work pool.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DEPLOYMENT_ID_FIELD_NUMBER: _builtins.int
     JOB_VARIABLES_FIELD_NUMBER: _builtins.int
+    DEPLOYMENT_FIELD_NUMBER: _builtins.int
     deployment_id: _builtins.str
     @_builtins.property
-    def job_variables(self) -> _struct_pb2.Struct: ...
+    def job_variables(self) -> _struct_pb2.Struct:
+        """The flow-run layer."""
+
+    @_builtins.property
+    def deployment(self) -> Global___Deployment: ...
     def __init__(
         self,
         *,
         deployment_id: _builtins.str = ...,
         job_variables: _struct_pb2.Struct | None = ...,
+        deployment: Global___Deployment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["job_variables", b"job_variables"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "job_variables", b"job_variables"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "job_variables", b"job_variables"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment", b"deployment", "deployment_id", b"deployment_id", "job_variables", b"job_variables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -501,16 +538,21 @@ class WorkPool(_message.Message):
     CONCURRENCY_LIMIT_FIELD_NUMBER: _builtins.int
     DEFAULT_QUEUE_NAME_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
+    UPDATED_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     type: _builtins.str
     paused: _builtins.bool
     concurrency_limit: _builtins.int
     default_queue_name: _builtins.str
+    description: _builtins.str
     @_builtins.property
     def base_job_template(self) -> _struct_pb2.Struct: ...
     @_builtins.property
     def created(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -522,10 +564,12 @@ class WorkPool(_message.Message):
         concurrency_limit: _builtins.int = ...,
         default_queue_name: _builtins.str = ...,
         created: _timestamp_pb2.Timestamp | None = ...,
+        updated: _timestamp_pb2.Timestamp | None = ...,
+        description: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["base_job_template", b"base_job_template", "created", b"created"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["base_job_template", b"base_job_template", "created", b"created", "updated", b"updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_job_template", b"base_job_template", "concurrency_limit", b"concurrency_limit", "created", b"created", "default_queue_name", b"default_queue_name", "id", b"id", "name", b"name", "paused", b"paused", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_job_template", b"base_job_template", "concurrency_limit", b"concurrency_limit", "created", b"created", "default_queue_name", b"default_queue_name", "description", b"description", "id", b"id", "name", b"name", "paused", b"paused", "type", b"type", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -541,12 +585,17 @@ class WorkQueue(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     CONCURRENCY_LIMIT_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     work_pool_name: _builtins.str
     name: _builtins.str
     priority: _builtins.int
     concurrency_limit: _builtins.int
     paused: _builtins.bool
+    description: _builtins.str
+    @_builtins.property
+    def created(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -556,10 +605,12 @@ class WorkQueue(_message.Message):
         priority: _builtins.int = ...,
         concurrency_limit: _builtins.int = ...,
         paused: _builtins.bool = ...,
+        description: _builtins.str = ...,
+        created: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency_limit", b"concurrency_limit", "id", b"id", "name", b"name", "paused", b"paused", "priority", b"priority", "work_pool_name", b"work_pool_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency_limit", b"concurrency_limit", "created", b"created", "description", b"description", "id", b"id", "name", b"name", "paused", b"paused", "priority", b"priority", "work_pool_name", b"work_pool_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -722,6 +773,135 @@ class DeleteWorkPoolResponse(_message.Message):
 Global___DeleteWorkPoolResponse: _TypeAlias = DeleteWorkPoolResponse  # noqa: Y015
 
 @_typing.final
+class SetWorkPoolPausedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    paused: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        paused: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "paused", b"paused"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWorkPoolPausedRequest: _TypeAlias = SetWorkPoolPausedRequest  # noqa: Y015
+
+@_typing.final
+class SetWorkPoolPausedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORK_POOL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def work_pool(self) -> Global___WorkPool: ...
+    def __init__(
+        self,
+        *,
+        work_pool: Global___WorkPool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["work_pool", b"work_pool"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["work_pool", b"work_pool"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWorkPoolPausedResponse: _TypeAlias = SetWorkPoolPausedResponse  # noqa: Y015
+
+@_typing.final
+class GetWorkQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORK_POOL_NAME_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    work_pool_name: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        work_pool_name: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "work_pool_name", b"work_pool_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWorkQueueRequest: _TypeAlias = GetWorkQueueRequest  # noqa: Y015
+
+@_typing.final
+class GetWorkQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORK_QUEUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def work_queue(self) -> Global___WorkQueue: ...
+    def __init__(
+        self,
+        *,
+        work_queue: Global___WorkQueue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["work_queue", b"work_queue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["work_queue", b"work_queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWorkQueueResponse: _TypeAlias = GetWorkQueueResponse  # noqa: Y015
+
+@_typing.final
+class SetWorkQueuePausedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORK_POOL_NAME_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    work_pool_name: _builtins.str
+    name: _builtins.str
+    paused: _builtins.bool
+    def __init__(
+        self,
+        *,
+        work_pool_name: _builtins.str = ...,
+        name: _builtins.str = ...,
+        paused: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "paused", b"paused", "work_pool_name", b"work_pool_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWorkQueuePausedRequest: _TypeAlias = SetWorkQueuePausedRequest  # noqa: Y015
+
+@_typing.final
+class SetWorkQueuePausedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORK_QUEUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def work_queue(self) -> Global___WorkQueue: ...
+    def __init__(
+        self,
+        *,
+        work_queue: Global___WorkQueue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["work_queue", b"work_queue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["work_queue", b"work_queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetWorkQueuePausedResponse: _TypeAlias = SetWorkQueuePausedResponse  # noqa: Y015
+
+@_typing.final
 class UpsertWorkQueueRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -848,12 +1028,35 @@ Global___DeleteWorkQueueResponse: _TypeAlias = DeleteWorkQueueResponse  # noqa: 
 class Worker(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     WORK_POOL_NAME_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     LAST_HEARTBEAT_FIELD_NUMBER: _builtins.int
     FREE_SLOTS_FIELD_NUMBER: _builtins.int
+    WORK_QUEUE_NAMES_FIELD_NUMBER: _builtins.int
+    ACTIVE_FLOW_RUN_IDS_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     work_pool_name: _builtins.str
@@ -861,6 +1064,12 @@ class Worker(_message.Message):
     free_slots: _builtins.int
     @_builtins.property
     def last_heartbeat(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def work_queue_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def active_flow_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
         self,
         *,
@@ -870,10 +1079,13 @@ class Worker(_message.Message):
         status: _builtins.str = ...,
         last_heartbeat: _timestamp_pb2.Timestamp | None = ...,
         free_slots: _builtins.int = ...,
+        work_queue_names: _abc.Iterable[_builtins.str] | None = ...,
+        active_flow_run_ids: _abc.Iterable[_builtins.str] | None = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_heartbeat", b"last_heartbeat"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["free_slots", b"free_slots", "id", b"id", "last_heartbeat", b"last_heartbeat", "name", b"name", "status", b"status", "work_pool_name", b"work_pool_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_flow_run_ids", b"active_flow_run_ids", "free_slots", b"free_slots", "id", b"id", "labels", b"labels", "last_heartbeat", b"last_heartbeat", "name", b"name", "status", b"status", "work_pool_name", b"work_pool_name", "work_queue_names", b"work_queue_names"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1002,6 +1214,8 @@ Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
 
 @_typing.final
 class Credit(_message.Message):
+    """Adds free_slots to the worker's credit (see the top of this file)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FREE_SLOTS_FIELD_NUMBER: _builtins.int
@@ -1106,10 +1320,14 @@ class Assign(_message.Message):
     ENTRYPOINT_FIELD_NUMBER: _builtins.int
     JOB_CONFIGURATION_FIELD_NUMBER: _builtins.int
     FENCING_TOKEN_FIELD_NUMBER: _builtins.int
+    FLOW_NAME_FIELD_NUMBER: _builtins.int
+    WORK_QUEUE_NAME_FIELD_NUMBER: _builtins.int
     flow_run_id: _builtins.str
     deployment_id: _builtins.str
     entrypoint: _builtins.str
     fencing_token: _builtins.str
+    flow_name: _builtins.str
+    work_queue_name: _builtins.str
     @_builtins.property
     def job_configuration(self) -> _struct_pb2.Struct: ...
     def __init__(
@@ -1120,10 +1338,12 @@ class Assign(_message.Message):
         entrypoint: _builtins.str = ...,
         job_configuration: _struct_pb2.Struct | None = ...,
         fencing_token: _builtins.str = ...,
+        flow_name: _builtins.str = ...,
+        work_queue_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job_configuration", b"job_configuration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "entrypoint", b"entrypoint", "fencing_token", b"fencing_token", "flow_run_id", b"flow_run_id", "job_configuration", b"job_configuration"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "entrypoint", b"entrypoint", "fencing_token", b"fencing_token", "flow_name", b"flow_name", "flow_run_id", b"flow_run_id", "job_configuration", b"job_configuration", "work_queue_name", b"work_queue_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -89,10 +89,20 @@ class DeploymentServiceStub:
                 request_serializer=weir_dot_v1_dot_deployments__pb2.DeleteWorkPoolRequest.SerializeToString,
                 response_deserializer=weir_dot_v1_dot_deployments__pb2.DeleteWorkPoolResponse.FromString,
                 _registered_method=True)
+        self.SetWorkPoolPaused = channel.unary_unary(
+                '/weir.v1.DeploymentService/SetWorkPoolPaused',
+                request_serializer=weir_dot_v1_dot_deployments__pb2.SetWorkPoolPausedRequest.SerializeToString,
+                response_deserializer=weir_dot_v1_dot_deployments__pb2.SetWorkPoolPausedResponse.FromString,
+                _registered_method=True)
         self.UpsertWorkQueue = channel.unary_unary(
                 '/weir.v1.DeploymentService/UpsertWorkQueue',
                 request_serializer=weir_dot_v1_dot_deployments__pb2.UpsertWorkQueueRequest.SerializeToString,
                 response_deserializer=weir_dot_v1_dot_deployments__pb2.UpsertWorkQueueResponse.FromString,
+                _registered_method=True)
+        self.GetWorkQueue = channel.unary_unary(
+                '/weir.v1.DeploymentService/GetWorkQueue',
+                request_serializer=weir_dot_v1_dot_deployments__pb2.GetWorkQueueRequest.SerializeToString,
+                response_deserializer=weir_dot_v1_dot_deployments__pb2.GetWorkQueueResponse.FromString,
                 _registered_method=True)
         self.ListWorkQueues = channel.unary_unary(
                 '/weir.v1.DeploymentService/ListWorkQueues',
@@ -103,6 +113,11 @@ class DeploymentServiceStub:
                 '/weir.v1.DeploymentService/DeleteWorkQueue',
                 request_serializer=weir_dot_v1_dot_deployments__pb2.DeleteWorkQueueRequest.SerializeToString,
                 response_deserializer=weir_dot_v1_dot_deployments__pb2.DeleteWorkQueueResponse.FromString,
+                _registered_method=True)
+        self.SetWorkQueuePaused = channel.unary_unary(
+                '/weir.v1.DeploymentService/SetWorkQueuePaused',
+                request_serializer=weir_dot_v1_dot_deployments__pb2.SetWorkQueuePausedRequest.SerializeToString,
+                response_deserializer=weir_dot_v1_dot_deployments__pb2.SetWorkQueuePausedResponse.FromString,
                 _registered_method=True)
         self.ListWorkers = channel.unary_unary(
                 '/weir.v1.DeploymentService/ListWorkers',
@@ -180,7 +195,19 @@ class DeploymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetWorkPoolPaused(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpsertWorkQueue(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkQueue(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,6 +220,12 @@ class DeploymentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteWorkQueue(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetWorkQueuePaused(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -262,10 +295,20 @@ def add_DeploymentServiceServicer_to_server(servicer, server):
                     request_deserializer=weir_dot_v1_dot_deployments__pb2.DeleteWorkPoolRequest.FromString,
                     response_serializer=weir_dot_v1_dot_deployments__pb2.DeleteWorkPoolResponse.SerializeToString,
             ),
+            'SetWorkPoolPaused': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWorkPoolPaused,
+                    request_deserializer=weir_dot_v1_dot_deployments__pb2.SetWorkPoolPausedRequest.FromString,
+                    response_serializer=weir_dot_v1_dot_deployments__pb2.SetWorkPoolPausedResponse.SerializeToString,
+            ),
             'UpsertWorkQueue': grpc.unary_unary_rpc_method_handler(
                     servicer.UpsertWorkQueue,
                     request_deserializer=weir_dot_v1_dot_deployments__pb2.UpsertWorkQueueRequest.FromString,
                     response_serializer=weir_dot_v1_dot_deployments__pb2.UpsertWorkQueueResponse.SerializeToString,
+            ),
+            'GetWorkQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkQueue,
+                    request_deserializer=weir_dot_v1_dot_deployments__pb2.GetWorkQueueRequest.FromString,
+                    response_serializer=weir_dot_v1_dot_deployments__pb2.GetWorkQueueResponse.SerializeToString,
             ),
             'ListWorkQueues': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWorkQueues,
@@ -276,6 +319,11 @@ def add_DeploymentServiceServicer_to_server(servicer, server):
                     servicer.DeleteWorkQueue,
                     request_deserializer=weir_dot_v1_dot_deployments__pb2.DeleteWorkQueueRequest.FromString,
                     response_serializer=weir_dot_v1_dot_deployments__pb2.DeleteWorkQueueResponse.SerializeToString,
+            ),
+            'SetWorkQueuePaused': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWorkQueuePaused,
+                    request_deserializer=weir_dot_v1_dot_deployments__pb2.SetWorkQueuePausedRequest.FromString,
+                    response_serializer=weir_dot_v1_dot_deployments__pb2.SetWorkQueuePausedResponse.SerializeToString,
             ),
             'ListWorkers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWorkers,
@@ -591,6 +639,33 @@ class DeploymentService:
             _registered_method=True)
 
     @staticmethod
+    def SetWorkPoolPaused(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weir.v1.DeploymentService/SetWorkPoolPaused',
+            weir_dot_v1_dot_deployments__pb2.SetWorkPoolPausedRequest.SerializeToString,
+            weir_dot_v1_dot_deployments__pb2.SetWorkPoolPausedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def UpsertWorkQueue(request,
             target,
             options=(),
@@ -607,6 +682,33 @@ class DeploymentService:
             '/weir.v1.DeploymentService/UpsertWorkQueue',
             weir_dot_v1_dot_deployments__pb2.UpsertWorkQueueRequest.SerializeToString,
             weir_dot_v1_dot_deployments__pb2.UpsertWorkQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weir.v1.DeploymentService/GetWorkQueue',
+            weir_dot_v1_dot_deployments__pb2.GetWorkQueueRequest.SerializeToString,
+            weir_dot_v1_dot_deployments__pb2.GetWorkQueueResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -661,6 +763,33 @@ class DeploymentService:
             '/weir.v1.DeploymentService/DeleteWorkQueue',
             weir_dot_v1_dot_deployments__pb2.DeleteWorkQueueRequest.SerializeToString,
             weir_dot_v1_dot_deployments__pb2.DeleteWorkQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWorkQueuePaused(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weir.v1.DeploymentService/SetWorkQueuePaused',
+            weir_dot_v1_dot_deployments__pb2.SetWorkQueuePausedRequest.SerializeToString,
+            weir_dot_v1_dot_deployments__pb2.SetWorkQueuePausedResponse.FromString,
             options,
             channel_credentials,
             insecure,

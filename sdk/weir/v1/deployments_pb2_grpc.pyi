@@ -3,7 +3,10 @@
 isort:skip_file
 DeploymentService (deployments, schedules, work pools, work queues) and
 WorkerService (one bidi stream per worker daemon).
-Declared now; built by a later issue.
+
+Credits: Hello.free_slots is the worker's first grant; each Credit adds
+free_slots more (a run finished); each Assign spends one. Absolute counts
+would race with assignments in flight, increments cannot.
 """
 
 from collections import abc as _abc
@@ -45,9 +48,12 @@ class DeploymentServiceStub:
     GetWorkPool: _grpc.UnaryUnaryMultiCallable[_deployments_pb2.GetWorkPoolRequest, _deployments_pb2.GetWorkPoolResponse]
     ListWorkPools: _grpc.UnaryUnaryMultiCallable[_deployments_pb2.ListWorkPoolsRequest, _deployments_pb2.ListWorkPoolsResponse]
     DeleteWorkPool: _grpc.UnaryUnaryMultiCallable[_deployments_pb2.DeleteWorkPoolRequest, _deployments_pb2.DeleteWorkPoolResponse]
+    SetWorkPoolPaused: _grpc.UnaryUnaryMultiCallable[_deployments_pb2.SetWorkPoolPausedRequest, _deployments_pb2.SetWorkPoolPausedResponse]
     UpsertWorkQueue: _grpc.UnaryUnaryMultiCallable[_deployments_pb2.UpsertWorkQueueRequest, _deployments_pb2.UpsertWorkQueueResponse]
+    GetWorkQueue: _grpc.UnaryUnaryMultiCallable[_deployments_pb2.GetWorkQueueRequest, _deployments_pb2.GetWorkQueueResponse]
     ListWorkQueues: _grpc.UnaryUnaryMultiCallable[_deployments_pb2.ListWorkQueuesRequest, _deployments_pb2.ListWorkQueuesResponse]
     DeleteWorkQueue: _grpc.UnaryUnaryMultiCallable[_deployments_pb2.DeleteWorkQueueRequest, _deployments_pb2.DeleteWorkQueueResponse]
+    SetWorkQueuePaused: _grpc.UnaryUnaryMultiCallable[_deployments_pb2.SetWorkQueuePausedRequest, _deployments_pb2.SetWorkQueuePausedResponse]
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_deployments_pb2.ListWorkersRequest, _deployments_pb2.ListWorkersResponse]
 
 @_typing.type_check_only
@@ -64,9 +70,12 @@ class DeploymentServiceAsyncStub(DeploymentServiceStub):
     GetWorkPool: _aio.UnaryUnaryMultiCallable[_deployments_pb2.GetWorkPoolRequest, _deployments_pb2.GetWorkPoolResponse]  # type: ignore[assignment]
     ListWorkPools: _aio.UnaryUnaryMultiCallable[_deployments_pb2.ListWorkPoolsRequest, _deployments_pb2.ListWorkPoolsResponse]  # type: ignore[assignment]
     DeleteWorkPool: _aio.UnaryUnaryMultiCallable[_deployments_pb2.DeleteWorkPoolRequest, _deployments_pb2.DeleteWorkPoolResponse]  # type: ignore[assignment]
+    SetWorkPoolPaused: _aio.UnaryUnaryMultiCallable[_deployments_pb2.SetWorkPoolPausedRequest, _deployments_pb2.SetWorkPoolPausedResponse]  # type: ignore[assignment]
     UpsertWorkQueue: _aio.UnaryUnaryMultiCallable[_deployments_pb2.UpsertWorkQueueRequest, _deployments_pb2.UpsertWorkQueueResponse]  # type: ignore[assignment]
+    GetWorkQueue: _aio.UnaryUnaryMultiCallable[_deployments_pb2.GetWorkQueueRequest, _deployments_pb2.GetWorkQueueResponse]  # type: ignore[assignment]
     ListWorkQueues: _aio.UnaryUnaryMultiCallable[_deployments_pb2.ListWorkQueuesRequest, _deployments_pb2.ListWorkQueuesResponse]  # type: ignore[assignment]
     DeleteWorkQueue: _aio.UnaryUnaryMultiCallable[_deployments_pb2.DeleteWorkQueueRequest, _deployments_pb2.DeleteWorkQueueResponse]  # type: ignore[assignment]
+    SetWorkQueuePaused: _aio.UnaryUnaryMultiCallable[_deployments_pb2.SetWorkQueuePausedRequest, _deployments_pb2.SetWorkQueuePausedResponse]  # type: ignore[assignment]
     ListWorkers: _aio.UnaryUnaryMultiCallable[_deployments_pb2.ListWorkersRequest, _deployments_pb2.ListWorkersResponse]  # type: ignore[assignment]
 
 class DeploymentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -148,11 +157,25 @@ class DeploymentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_deployments_pb2.DeleteWorkPoolResponse, _abc.Awaitable[_deployments_pb2.DeleteWorkPoolResponse]]: ...
 
     @_abc_1.abstractmethod
+    def SetWorkPoolPaused(
+        self,
+        request: _deployments_pb2.SetWorkPoolPausedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_deployments_pb2.SetWorkPoolPausedResponse, _abc.Awaitable[_deployments_pb2.SetWorkPoolPausedResponse]]: ...
+
+    @_abc_1.abstractmethod
     def UpsertWorkQueue(
         self,
         request: _deployments_pb2.UpsertWorkQueueRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_deployments_pb2.UpsertWorkQueueResponse, _abc.Awaitable[_deployments_pb2.UpsertWorkQueueResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetWorkQueue(
+        self,
+        request: _deployments_pb2.GetWorkQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_deployments_pb2.GetWorkQueueResponse, _abc.Awaitable[_deployments_pb2.GetWorkQueueResponse]]: ...
 
     @_abc_1.abstractmethod
     def ListWorkQueues(
@@ -167,6 +190,13 @@ class DeploymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _deployments_pb2.DeleteWorkQueueRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_deployments_pb2.DeleteWorkQueueResponse, _abc.Awaitable[_deployments_pb2.DeleteWorkQueueResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetWorkQueuePaused(
+        self,
+        request: _deployments_pb2.SetWorkQueuePausedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_deployments_pb2.SetWorkQueuePausedResponse, _abc.Awaitable[_deployments_pb2.SetWorkQueuePausedResponse]]: ...
 
     @_abc_1.abstractmethod
     def ListWorkers(
