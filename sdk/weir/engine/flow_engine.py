@@ -10,6 +10,11 @@ rule answers with AwaitingRetry (SCHEDULED at the retry time), and the next
 RUNNING proposal waits until then (``wait_for_scheduled_time``). A retried
 attempt reuses the results of calls that completed in an earlier one: the
 same call has the same identity, so it finds its own result, never another's.
+
+Adopt mode (``python -m weir.engine.execute``, started by a worker): the run
+already exists, created from a deployment and made PENDING by the server with
+a fencing token. The engine creates nothing; it runs that run, and every
+proposal carries the token, so a worker that lost the assignment cannot write.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from weir.client.types import Decision, RunPolicy, State, StateDetails, StateType
+from weir.client.types import Decision, FlowRun, RunPolicy, State, StateDetails, StateType
 from weir.context import FlowRunContext, flow_run_ctx, tags_ctx
 from weir.engine import identity
 from weir.engine.futures import wait
@@ -40,38 +46,61 @@ class FlowRunAborted(WeirError):
     """The server would not let the flow run go on (cancelled, or a rule said ABORT)."""
 
 
+@dataclass(frozen=True, slots=True)
+class AdoptedRun:
+    """An existing flow run to execute instead of creating one (a worker's assignment)."""
+
+    flow_run: FlowRun
+    #: The assignment's token; proposals carrying a stale one are rejected.
+    fencing_token: str | None = None
+
+
 def flow_run(
-    flow: Flow[Any, Any], runtime: Runtime, params: Mapping[str, Any], return_state: bool, parent: FlowRunContext | None
+    flow: Flow[Any, Any],
+    runtime: Runtime,
+    params: Mapping[str, Any],
+    return_state: bool,
+    parent: FlowRunContext | None,
+    adopt: AdoptedRun | None = None,
 ) -> Steps:
     opts = flow.options
     client = runtime.client
     tags = opts.tags | tags_ctx.get() | (parent.tags if parent else frozenset())
     parent_task_run_id = None
+    fencing_token = adopt.fencing_token if adopt is not None else None
     if parent is not None:
         # A subflow is a child flow run linked to a task run of its parent, keyed like any task call.
         parent_task_run_id, reused = yield from _parent_task_run(flow, runtime, parent, params)
         if reused is not None:
             return reused if return_state else reused.result()
-    parameters = {k: identity.to_jsonable(v, name=f"parameter {k!r} of flow {flow.name!r}") for k, v in params.items()}
-    new_id = str(uuid.uuid4())  # a resend after a lost answer finds the same run
-    created = yield from _unary(
-        runtime,
-        lambda: client.create_flow_run(
-            id=new_id,
-            flow_name=flow.name,
-            parameters=parameters,
-            tags=tuple(sorted(tags)),
-            parent_task_run_id=parent_task_run_id,
-            policy=RunPolicy(retries=opts.retries, retry_delay_seconds=opts.retry_delays()),
-        ),
-    )
+    if adopt is not None:
+        created = adopt.flow_run
+        tags |= frozenset(created.tags)
+    else:
+        parameters = {
+            k: identity.to_jsonable(v, name=f"parameter {k!r} of flow {flow.name!r}") for k, v in params.items()
+        }
+        new_id = str(uuid.uuid4())  # a resend after a lost answer finds the same run
+        created = yield from _unary(
+            runtime,
+            lambda: client.create_flow_run(
+                id=new_id,
+                flow_name=flow.name,
+                parameters=parameters,
+                tags=tuple(sorted(tags)),
+                parent_task_run_id=parent_task_run_id,
+                policy=RunPolicy(retries=opts.retries, retry_delay_seconds=opts.retry_delays()),
+            ),
+        )
     run_id = created.id
+    # An adopted run retries by its own policy (the deployment's), which the server enforces.
+    retries = created.policy.retries if adopt is not None else opts.retries
     template = opts.task_runner or _default_runner()
     #: Results of calls completed in earlier attempts, by run id (kept only when there can be a retry).
     completed: dict[str, State] = {}
     run_count = created.run_count
     while True:
-        answer = yield from _propose(runtime, run_id, State(type=StateType.RUNNING))
+        answer = yield from _propose(runtime, run_id, State(type=StateType.RUNNING), fencing_token)
         if answer.decision is Decision.WAIT:
             yield Sleep(max(answer.delay_seconds, 0.01))
             continue
@@ -95,7 +124,7 @@ def flow_run(
             task_runner=runner,
             parent_task_run_id=parent_task_run_id,
             log_prints=bool(opts.log_prints),
-            completed=completed if opts.retries else None,
+            completed=completed if retries else None,
         )
         token = flow_run_ctx.set(ctx)
         runtime.start_heartbeat(run_id)
@@ -135,7 +164,7 @@ def flow_run(
             assert error is not None
             name = "TimedOut" if isinstance(error, TimeoutError) else None
             final = State(type=StateType.FAILED, name=name, message=describe(error))
-        answer = yield from _propose(runtime, run_id, final)
+        answer = yield from _propose(runtime, run_id, final, fencing_token)
         state = answer.state or final
         if error is not None and answer.decision is Decision.REJECT and state.type is StateType.SCHEDULED:
             continue  # AwaitingRetry: the next RUNNING proposal waits for the retry time
@@ -176,11 +205,20 @@ def _unary(runtime: Runtime, make: Callable[[], Coroutine[Any, Any, Any]]) -> St
             backoff = min(backoff * 2, _BACKOFF_CAP)
 
 
-def _propose(runtime: Runtime, run_id: str, state: State) -> Steps:
+def _propose(runtime: Runtime, run_id: str, state: State, fencing_token: str | None = None) -> Steps:
     """Propose a flow-run state; a resend after a lost answer gets the first answer back (idempotency key)."""
     key = str(uuid.uuid4())
     client = runtime.client
-    return (yield from _unary(runtime, lambda: client.set_flow_run_state(run_id, state, idempotency_key=key)))
+    if fencing_token and state.type is StateType.RUNNING:
+        # The server checks a proposal's token against the current state's: RUNNING keeps holding it,
+        # so a stale assignment cannot write over this run while it runs.
+        state = state.model_copy(update={"details": state.details.model_copy(update={"fencing_token": fencing_token})})
+    return (
+        yield from _unary(
+            runtime,
+            lambda: client.set_flow_run_state(run_id, state, idempotency_key=key, fencing_token=fencing_token),
+        )
+    )
 
 
 def _default_runner() -> Any:
