@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from weir.engine import identity
 from weir.errors import InvalidArgument
 from weir.options import RunOptions
+
+if TYPE_CHECKING:
+    from weir.client.types import Deployment
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -76,6 +80,43 @@ class Flow(Generic[P, R]):
         if self.is_async:
             return drive_async(steps)  # type: ignore[return-value]
         return drive_sync(steps)  # type: ignore[no-any-return]
+
+    def deploy(self, name: str, *, work_pool_name: str, **options: Any) -> Deployment:
+        """Create or replace the deployment ``<flow>/<name>``, run by workers of ``work_pool_name``::
+
+            etl.deploy("nightly", work_pool_name="local", cron="0 3 * * *", parameters={"full": True})
+
+        Options are those of :func:`weir.deployments.deploy` (schedules,
+        parameters, job_variables, tags, concurrency_limit ...).
+        """
+        from weir.deployments import deploy
+
+        return deploy(self, name=name, work_pool_name=work_pool_name, **options)
+
+    def serve(
+        self,
+        name: str,
+        *,
+        cron: str | None = None,
+        interval: float | timedelta | None = None,
+        rrule: str | None = None,
+        timezone: str = "UTC",
+        parameters: Mapping[str, Any] | None = None,
+        tags: Iterable[str] = (),
+        limit: int | None = None,
+        **options: Any,
+    ) -> None:
+        """Deploy this flow as ``name`` and run its runs in this process until interrupted.
+
+        No work pool or worker to set up: the process is its own worker.
+        ``limit`` caps how many runs execute at once.
+        """
+        from weir.workers.serve import serve_flow
+
+        serve_flow(
+            self, name, cron=cron, interval=interval, rrule=rrule, timezone=timezone,
+            parameters=parameters, tags=tags, limit=limit, **options,
+        )
 
     def __repr__(self) -> str:
         return f"Flow({self.name!r})"

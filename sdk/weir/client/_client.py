@@ -10,6 +10,7 @@ from typing import Self
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from weir.client._grpc import Transport
+from weir.client.deployments import DeploymentsAPI
 from weir.client.events import EventsAPI
 from weir.client.orchestration import OrchestrationAPI
 from weir.errors import NotFound, Unavailable
@@ -40,7 +41,7 @@ SERVICE_SHORT_NAMES: dict[str, str] = {
 NO_SERVER_MESSAGE = "no Weir server configured: set WEIR_API_ADDRESS or run `weir server start`"
 
 
-class AsyncWeirClient(OrchestrationAPI, EventsAPI):
+class AsyncWeirClient(OrchestrationAPI, DeploymentsAPI, EventsAPI):
     """The typed async client of a Weir server.
 
     Use it as an async context manager so its channel is closed::

@@ -13,13 +13,15 @@ Optional references (``parent_task_run_id``, ``deployment_id`` ...) are
 from __future__ import annotations
 
 import enum
-from datetime import datetime
-from typing import Any, Generic, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, Generic, Self, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 __all__ = [
+    "CollisionStrategy",
     "Decision",
+    "Deployment",
     "Event",
     "EventFilter",
     "Flow",
@@ -28,11 +30,13 @@ __all__ = [
     "FlowRunFilter",
     "FlowRunSort",
     "HistoryBucket",
+    "JobVariablesCheck",
     "LogFilter",
     "LogRecord",
     "Page",
     "ProposalResult",
     "RunPolicy",
+    "Schedule",
     "State",
     "StateCount",
     "StateDetails",
@@ -40,6 +44,9 @@ __all__ = [
     "TaskRun",
     "TaskRunFilter",
     "TimeRange",
+    "WorkPool",
+    "WorkQueue",
+    "Worker",
 ]
 
 T = TypeVar("T")
@@ -385,3 +392,171 @@ class EventFilter(_Model):
     #: Events whose resource (or a related resource) has any of these ids.
     resource_ids: tuple[str, ...] = ()
     occurred: TimeRange | None = None
+
+
+# ------------------------------------------- deployments, pools, queues, workers
+
+
+class CollisionStrategy(enum.StrEnum):
+    """What a deployment at its concurrency limit does with one more run."""
+
+    ENQUEUE = "ENQUEUE"  #: the run waits for a free slot
+    CANCEL_NEW = "CANCEL_NEW"  #: the run is cancelled
+
+
+class Schedule(_Model):
+    """When a deployment runs: exactly one of ``interval``, ``cron`` or ``rrule``.
+
+    Build one with a helper::
+
+        Schedule.every(timedelta(hours=1))
+        Schedule.from_cron("0 6 * * mon-fri", timezone="Europe/Paris")
+        Schedule.from_rrule("FREQ=WEEKLY;BYDAY=MO")
+
+    The server checks cron and rrule texts and time zones (an error names
+    e.g. ``deployment.schedules[0].cron``).
+    """
+
+    interval: timedelta | None = None
+    cron: str | None = None
+    rrule: str | None = None
+    #: IANA zone the schedule is read in (cron "9 o'clock" is 9 o'clock there).
+    timezone: str = "UTC"
+    #: Interval schedules count from here (server default when unset).
+    anchor: AwareDatetime | None = None
+    active: bool = True
+    #: Set by the server.
+    id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        given = [k for k in ("interval", "cron", "rrule") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a schedule has exactly one of interval, cron or rrule (got {given or 'none'})")
+        if self.interval is not None and self.interval <= timedelta(0):
+            raise ValueError(f"interval must be positive, got {self.interval}")
+        return self
+
+    @classmethod
+    def every(
+        cls, interval: float | timedelta, *, anchor: datetime | None = None, timezone: str = "UTC"
+    ) -> Schedule:
+        """Every ``interval`` (seconds or a timedelta), counted from ``anchor``."""
+        if not isinstance(interval, timedelta):
+            interval = timedelta(seconds=interval)
+        return cls(interval=interval, anchor=anchor, timezone=timezone)
+
+    @classmethod
+    def from_cron(cls, expression: str, *, timezone: str = "UTC") -> Schedule:
+        """At the times of a cron expression (croniter syntax), in ``timezone``."""
+        return cls(cron=expression, timezone=timezone)
+
+    @classmethod
+    def from_rrule(cls, text: str, *, timezone: str = "UTC") -> Schedule:
+        """At the times of an RFC 5545 recurrence rule, in ``timezone``."""
+        return cls(rrule=text, timezone=timezone)
+
+
+class Deployment(_Model):
+    """A flow made runnable by the server: where its code is, which work pool
+    runs it, its default parameters and its schedules.
+
+    Unique per ``(flow_name, name)``; :attr:`full_name` is ``"flow/name"``.
+    ``id`` is ``None`` only on a draft not stored yet (see
+    ``validate_job_variables``). ``concurrency_limit`` 0 means unlimited.
+    """
+
+    flow_name: str
+    name: str
+    id: str | None = None
+    version: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    #: ``path/to/file.py:function`` or ``package.module:function``.
+    entrypoint: str | None = None
+    #: Where the entrypoint is resolved (an absolute path on the worker).
+    working_directory: str | None = None
+    #: Default parameters of every run (a run's own override them).
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    #: JSON schema of the flow's parameters.
+    parameter_schema: dict[str, Any] = Field(default_factory=dict)
+    #: Overrides of the work pool's base job template variables.
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+    work_pool_name: str | None = None
+    #: ``None``: the pool's default queue.
+    work_queue_name: str | None = None
+    schedules: tuple[Schedule, ...] = ()
+    paused: bool = False
+    concurrency_limit: int = 0
+    collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
+    #: Retry policy given to every run created from the deployment.
+    retries: int = 0
+    retry_delay_seconds: tuple[float, ...] = ()
+    created: AwareDatetime | None = None
+    updated: AwareDatetime | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+
+class WorkPool(_Model):
+    """Where deployments' runs wait for workers; keyed by name.
+
+    ``base_job_template`` holds ``job_configuration`` and a JSON schema of
+    its ``variables``; deployments and runs override variables.
+    """
+
+    name: str
+    type: str = "process"
+    id: str | None = None
+    base_job_template: dict[str, Any] = Field(default_factory=dict)
+    paused: bool = False
+    concurrency_limit: int = 0
+    #: Every pool has a queue named ``default``.
+    default_queue_name: str | None = None
+    description: str | None = None
+    created: AwareDatetime | None = None
+    updated: AwareDatetime | None = None
+
+
+class WorkQueue(_Model):
+    """A queue of a work pool, keyed by ``(work_pool_name, name)``; lower
+    ``priority`` numbers are served first."""
+
+    work_pool_name: str
+    name: str
+    id: str | None = None
+    priority: int = 1
+    concurrency_limit: int = 0
+    paused: bool = False
+    description: str | None = None
+    created: AwareDatetime | None = None
+
+
+class Worker(_Model):
+    """A worker daemon as its pool last heard from it."""
+
+    id: str
+    name: str
+    work_pool_name: str
+    #: ``ONLINE`` or ``OFFLINE``, as the server reports it.
+    status: str = ""
+    last_heartbeat: AwareDatetime | None = None
+    free_slots: int = 0
+    work_queue_names: tuple[str, ...] = ()
+    active_flow_run_ids: tuple[str, ...] = ()
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class JobVariablesCheck(_Model):
+    """The answer of a job-variables dry run.
+
+    When invalid, ``layer`` says which layer broke the pool's schema (``pool``,
+    ``deployment`` or ``flow_run``) and ``field`` which variable.
+    """
+
+    valid: bool
+    layer: str | None = None
+    field: str | None = None
+    message: str | None = None
