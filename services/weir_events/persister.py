@@ -18,7 +18,6 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import delete, select
@@ -31,31 +30,9 @@ from weir_events.records import event_row, invalid_reason, resource_rows
 from weir_events.settings import EventsSettings
 from weir_kit.clock import Clock
 from weir_kit.db import Database
-from weir_kit.jetstream import Nats, ensure_stream
+from weir_kit.jetstream import Nats, ensure_stream, fetch_batch
 
 log = logging.getLogger("weir.events.persister")
-
-_FETCH_TIMEOUTS = (asyncio.TimeoutError, NatsTimeoutError)
-#: After the first message of a batch, how long to wait for the rest to be available.
-_TOP_UP_TIMEOUT = 0.05
-
-
-async def fetch_batch(sub: JetStreamContext.PullSubscription, batch: int, wait_seconds: float) -> list[Msg]:
-    """Wait up to ``wait_seconds`` for one message, then take what else is ready (up to ``batch``).
-
-    A plain ``fetch(batch)`` holds the first message until the batch fills or
-    the timeout passes; this returns as soon as anything arrived.
-    """
-    try:
-        msgs = await sub.fetch(1, timeout=wait_seconds)
-    except _FETCH_TIMEOUTS:
-        return []
-    if batch > 1:
-        try:
-            msgs += await sub.fetch(batch - 1, timeout=_TOP_UP_TIMEOUT)
-        except _FETCH_TIMEOUTS:
-            pass
-    return msgs
 
 
 def _insert_ignore(db: Database, table: Any, index_elements: Sequence[str]) -> Any:

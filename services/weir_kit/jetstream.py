@@ -23,6 +23,8 @@ from pathlib import Path
 
 import nats
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -195,3 +197,24 @@ class Nats:
             await self.client.close()
 
 
+_FETCH_TIMEOUTS = (asyncio.TimeoutError, NatsTimeoutError)
+#: After the first message of a batch, how long to wait for the rest to be available.
+_TOP_UP_TIMEOUT = 0.05
+
+
+async def fetch_batch(sub: JetStreamContext.PullSubscription, batch: int, wait_seconds: float) -> list[Msg]:
+    """Wait up to ``wait_seconds`` for one message, then take what else is ready (up to ``batch``).
+
+    A plain ``fetch(batch)`` holds the first message until the batch fills or
+    the timeout passes; this returns as soon as anything arrived.
+    """
+    try:
+        msgs = await sub.fetch(1, timeout=wait_seconds)
+    except _FETCH_TIMEOUTS:
+        return []
+    if batch > 1:
+        try:
+            msgs += await sub.fetch(batch - 1, timeout=_TOP_UP_TIMEOUT)
+        except _FETCH_TIMEOUTS:
+            pass
+    return msgs

@@ -30,6 +30,9 @@ class ServiceContext:
     nats: Nats
     outbox: Outbox
     clock: Clock = field(default=utcnow)
+    #: The gRPC address this process serves on (set before ``start``): a service that calls
+    #: another one hosted in the same process uses it when no address is configured.
+    address: str = ""
 
 
 class ServiceRuntime(Protocol):

@@ -66,6 +66,9 @@ def _put_state(value: struct_pb2.Value, state: State | None) -> None:
     fields["type"].string_value = type_name(state.type)
     fields["name"].string_value = state.name
     fields["message"].string_value = state.message
+    if state.details.scheduled_time is not None:
+        # The deployments service follows runs from these events and needs the time a run waits for.
+        fields["scheduled_time"].string_value = state.details.scheduled_time.isoformat()
 
 
 def state_changed(run: RunRef, old: State | None, proposed: State, written: State) -> common_pb2.Event:

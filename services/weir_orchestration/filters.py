@@ -6,37 +6,23 @@ A bad value is an InvalidArgument naming the offending field
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select
 
 from weir._proto import timestamp_to_datetime
 from weir.errors import InvalidArgument
 from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
+from weir_kit.sqlfilters import contains_text, tags_all
 from weir_orchestration.models import flow_runs, flows, logs, task_runs
 from weir_orchestration.policy import type_name
 from weir_orchestration.proto import parse_id, parse_state_type
 
 Clauses = list[ColumnElement[bool]]
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def contains_text(column: Any, text: str) -> ColumnElement[bool]:
-    return column.ilike(f"%{_escape_like(text)}%", escape="\\")
-
-
-def tags_all(column: Any, tags: Sequence[str]) -> Clauses:
-    """Every tag present in a JSON list column (matched on its JSON text, portable)."""
-    text = cast(column, String)
-    return [text.like(f"%{_escape_like(json.dumps(tag))}%", escape="\\") for tag in tags]
 
 
 def ids(values: Sequence[str], field: str) -> list[str]:

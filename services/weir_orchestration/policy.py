@@ -204,11 +204,21 @@ def abort_when_cancel_requested(ctx: TransitionContext) -> Verdict | None:
 
 @rule(from_types=list(ALL_TYPES), to_types=list(ALL_TYPES))
 def reject_stale_fencing_token(ctx: TransitionContext) -> Verdict | None:
+    """A worker's proposals carry the token of its assignment; only the current holder may move the run.
+
+    A token is handed out by a claim (PENDING from SCHEDULED on a run nobody
+    holds); putting a run back to SCHEDULED without a token frees it, so a
+    worker that lost the run (its stream dropped, the run was given to
+    another) can no longer move it.
+    """
     assert ctx.current is not None
+    token = ctx.fencing_token
     held = ctx.current.details.fencing_token
-    if held and ctx.fencing_token and ctx.fencing_token != held:
-        return reject(f"fencing token {ctx.fencing_token!r} is stale: the run is held by another assignment")
-    return None
+    if not token or token == held:
+        return None
+    if not held and ctx.current.type == SCHEDULED and ctx.proposed.type == PENDING:
+        return None  # a claim
+    return reject(f"fencing token {token!r} is stale: the run is not held by that assignment")
 
 
 @rule(from_types=list(TERMINAL), to_types=list(ALL_TYPES))
@@ -290,7 +300,12 @@ def enforce_retries(ctx: TransitionContext) -> Verdict | None:
         timestamp=ctx.proposed.timestamp,
         message=ctx.proposed.message or f"retry {attempt} of {ctx.policy.retries}",
         details=replace(
-            ctx.proposed.details, scheduled_time=ctx.now + timedelta(seconds=delay), retry_count=attempt, result_ref=""
+            ctx.proposed.details,
+            scheduled_time=ctx.now + timedelta(seconds=delay),
+            retry_count=attempt,
+            result_ref="",
+            # The worker retrying in its own process keeps the run; a crash found by a sweeper frees it.
+            fencing_token=ctx.fencing_token or ctx.proposed.details.fencing_token,
         ),
         data=ctx.proposed.data,
     )
@@ -312,6 +327,11 @@ def copy_details(ctx: TransitionContext) -> Verdict | None:
     # A result belongs to a finished attempt: it never rides into a new one.
     if not new.result_ref and old.result_ref and ctx.proposed.type in TERMINAL:
         changes["result_ref"] = old.result_ref
+    if not new.fencing_token:
+        # The holder's token rides on every state until the run is put back to SCHEDULED without one.
+        token = ctx.fencing_token or (old.fencing_token if ctx.proposed.type != SCHEDULED else "")
+        if token:
+            changes["fencing_token"] = token
     if not changes:
         return None
     return accept(replace(ctx.proposed, details=replace(new, **changes)))

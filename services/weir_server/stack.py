@@ -39,6 +39,7 @@ class HostedService:
     outbox: Outbox
     relay: OutboxRelay
     runtime: ServiceRuntime
+    ctx: ServiceContext
 
 
 @dataclass
@@ -96,9 +97,10 @@ class Stack:
                 runtime = definition.build(ctx)
                 runtime.register(self.grpc.server)
                 self.grpc.add_service_names(runtime.grpc_service_names)
-                self.hosted.append(HostedService(definition.name, db, outbox, relay, runtime))
+                self.hosted.append(HostedService(definition.name, db, outbox, relay, runtime, ctx))
             self.grpc_port = await self.grpc.start()
             for hosted in self.hosted:
+                hosted.ctx.address = self.address
                 await hosted.runtime.start()
                 hosted.relay.start()
             await self.grpc.set_serving(True)
