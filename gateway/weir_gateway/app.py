@@ -11,7 +11,17 @@ from fastapi import FastAPI
 from weir.client import AsyncWeirClient
 from weir.settings import Settings, get_settings
 from weir_gateway.errors import install_error_handlers
-from weir_gateway.routes import events, flow_runs, flows, health, history, logs, task_runs
+from weir_gateway.routes import (
+    deployments,
+    events,
+    flow_runs,
+    flows,
+    health,
+    history,
+    logs,
+    task_runs,
+    work_pools,
+)
 
 
 def create_app(
@@ -55,6 +65,6 @@ def create_app(
     app.state.weir_client_factory = client_factory
     app.state.weir_client = None
     install_error_handlers(app)
-    for module in (health, flows, flow_runs, task_runs, logs, events, history):
+    for module in (health, flows, flow_runs, task_runs, logs, events, history, deployments, work_pools):
         app.include_router(module.router, prefix="/api")
     return app

@@ -27,7 +27,7 @@ import inspect
 import os
 import typing
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -331,21 +331,28 @@ async def wait_for_flow_run(
     *,
     timeout: float | None = None,  # noqa: ASYNC109 - see arun_deployment
     poll_interval: float = 0.5,
+    on_state: Callable[[FlowRun], None] | None = None,
 ) -> FlowRun:
     """Read a flow run until it is final or ``timeout`` seconds passed; the last read.
 
     The run's state events wake the wait early; reading every
     ``poll_interval`` seconds keeps it correct when events are late or the
-    events service is away.
+    events service is away. ``on_state`` is called with the run each time
+    its state is seen to change (the CLI's ``--watch`` prints it).
     """
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     changed = asyncio.Event()
     listener = None if timeout == 0 else asyncio.create_task(_listen(client, flow_run_id, changed))
+    seen: str | None = None
     try:
         while True:
             changed.clear()
             flow_run = await client.read_flow_run(flow_run_id)
+            state_id = flow_run.state.id if flow_run.state else None
+            if on_state is not None and state_id != seen:
+                seen = state_id
+                on_state(flow_run)
             if flow_run.state is not None and flow_run.state.is_final():
                 return flow_run
             remaining = None if deadline is None else deadline - loop.time()

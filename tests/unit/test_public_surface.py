@@ -16,7 +16,8 @@ def test_exported_names_are_pinned() -> None:
     public = {name for name in dir(weir) if not name.startswith("_")}
     # Submodules show up as attributes once imported; only listed names and modules may be public.
     modules = {"errors", "v1", "client", "settings", "cli", "engine", "flows", "tasks", "options", "context",
-               "cache_policies", "results", "task_runners", "runtime", "logging", "testing", "deployments"}
+               "cache_policies", "results", "task_runners", "runtime", "logging", "testing", "deployments",
+               "workers"}
     assert public - set(weir.__all__) <= modules
 
 

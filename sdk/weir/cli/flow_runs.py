@@ -1,4 +1,4 @@
-"""`weir flow-run ...`: list, inspect, create, delete and steer flow runs."""
+"""`weir flow-run ...`: list, inspect, create, cancel, delete and steer flow runs."""
 
 from __future__ import annotations
 
@@ -176,10 +176,11 @@ def set_flow_run_state(
     raise typer.Exit(1)
 
 
-def _parse_param(text: str) -> tuple[str, Any]:
+def parse_assignment(text: str, option: str = "--param") -> tuple[str, Any]:
+    """``KEY=VALUE`` from the command line, VALUE read as JSON when it parses."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
-        raise typer.BadParameter(f"expected KEY=VALUE, got {text!r}", param_hint="--param")
+        raise typer.BadParameter(f"expected KEY=VALUE, got {text!r}", param_hint=option)
     try:
         # `--param n=3` is the number 3, `--param xs=[1,2]` a list; anything
         # that is not JSON is taken as a string.
@@ -196,8 +197,43 @@ def create_flow_run(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
 ) -> None:
     """Create a flow run of a flow and print its id."""
-    parameters = dict(_parse_param(p) for p in param or ())
+    parameters = dict(parse_assignment(p) for p in param or ())
     flow_run = run(
         lambda c: c.create_flow_run(flow_name=flow, name=name, parameters=parameters, tags=tag or ())
     )
     typer.echo(flow_run.id)
+
+
+@app.command("cancel")
+def cancel_flow_run(flow_run_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Cancel a flow run: a pending or running one is asked to stop (Cancelling),
+    a scheduled or paused one is cancelled at once."""
+    from weir.client.types import Decision, State, StateType
+    from weir.errors import FailedPrecondition
+
+    async def work(client: Any) -> Any:
+        flow_run = await client.read_flow_run(flow_run_id)
+        current = flow_run.state
+        if current is None or current.type in (StateType.SCHEDULED, StateType.PAUSED):
+            proposed = StateType.CANCELLED
+        elif current.type in (StateType.PENDING, StateType.RUNNING):
+            proposed = StateType.CANCELLING
+        elif current.type is StateType.CANCELLING:
+            raise FailedPrecondition(f"flow run {flow_run_id} is already cancelling")
+        else:
+            raise FailedPrecondition(
+                f"flow run {flow_run_id} already ended {current.display_name}; there is nothing to cancel"
+            )
+        state = State(type=proposed, message="Cancelled from the CLI")
+        return await client.set_flow_run_state(flow_run_id, state)
+
+    result = run(work)
+    now = result.state.display_name if result.state else "-"
+    if result.decision is Decision.ACCEPT:
+        console.print(f"Flow run {flow_run_id} is now {now}", style="green", markup=False)
+        return
+    reason = f": {result.reason}" if result.reason else ""
+    console.print(
+        f"{result.decision.value}{reason} (flow run is {now})", style="yellow", markup=False, soft_wrap=True
+    )
+    raise typer.Exit(1)
