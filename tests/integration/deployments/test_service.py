@@ -408,3 +408,27 @@ async def test_scheduled_time_in_the_future_waits(api: Api) -> None:
         assert datetime.now(UTC) >= when
     finally:
         await worker.close()
+
+
+async def test_a_crashed_run_with_retries_left_goes_to_another_worker(api: Api) -> None:
+    pool = await make_pool(api)
+    dep = await make_deployment(api, pool.name, retries=1)
+    doomed = await FakeWorker.connect(api, pool.name, "doomed", slots=1)
+    run_id = await run_of(api, dep.id)
+    first = await doomed.next("assign")
+    await doomed.send(ack=pb.AssignmentAck(flow_run_id=run_id, fencing_token=first.fencing_token))
+    assert (await propose(api, run_id, common_pb2.RUNNING, token=first.fencing_token)).decision == opb.ACCEPT
+    await doomed.close()  # the worker and its run die: no more flow-run heartbeats
+    rescuer = await FakeWorker.connect(api, pool.name, "rescuer", slots=1)
+    try:
+        # Orchestration's sweeper crashes it (heartbeat timeout), its retry policy reschedules it,
+        # and the deployments sweeper hands it to a live worker with a new token.
+        second = await rescuer.next("assign", timeout=20)
+        assert second.flow_run_id == run_id and second.fencing_token != first.fencing_token
+        states = await api.orchestration.ListStates(opb.ListStatesRequest(flow_run_id=run_id))
+        names = [s.name for s in states.states]
+        assert "Crashed" in names or "AwaitingRetry" in names, names
+        assert (await propose(api, run_id, common_pb2.RUNNING, token=first.fencing_token)).decision == opb.REJECT
+        assert (await propose(api, run_id, common_pb2.RUNNING, token=second.fencing_token)).decision == opb.ACCEPT
+    finally:
+        await rescuer.close()

@@ -174,6 +174,35 @@ def test_stale_fencing_token_rejected() -> None:
     assert policy.reject_stale_fencing_token(ctx(held, st(RUNNING), fencing_token="a")) is None
 
 
+def test_a_claim_takes_a_free_run_but_a_freed_run_refuses_its_old_holder() -> None:
+    free = st(SCHEDULED)
+    assert policy.reject_stale_fencing_token(ctx(free, st(PENDING), fencing_token="new")) is None
+    # Put back to SCHEDULED without a token: whoever held it may not start it again.
+    v = policy.reject_stale_fencing_token(ctx(free, st(RUNNING), fencing_token="old"))
+    assert v is not None and v.decision is Decision.REJECT
+    # A proposal without a token (an operator, a sweeper) is not fenced.
+    assert policy.reject_stale_fencing_token(ctx(st(RUNNING, fencing_token="a"), st(CANCELLING))) is None
+
+
+def test_the_token_rides_on_every_state_until_rescheduled_without_one() -> None:
+    running = decide(ctx(st(PENDING, fencing_token="t"), st(RUNNING), fencing_token="t"))
+    assert running.state is not None and running.state.details.fencing_token == "t"
+    cancelling = decide(ctx(st(RUNNING, fencing_token="t"), st(CANCELLING)))
+    assert cancelling.state is not None and cancelling.state.details.fencing_token == "t"
+    freed = decide(ctx(st(COMPLETED, fencing_token="t"), st(SCHEDULED)))
+    assert freed.state is not None and freed.state.details.fencing_token == ""
+
+
+def test_retry_in_the_workers_process_keeps_the_token_and_a_swept_crash_frees_it() -> None:
+    kw = {"policy": RunPolicy(retries=1), "run_count": 1}
+    retry = decide(ctx(st(RUNNING, fencing_token="t"), st(FAILED), fencing_token="t", **kw))
+    assert retry.state is not None and retry.state.name == "AwaitingRetry"
+    assert retry.state.details.fencing_token == "t"
+    swept = decide(ctx(st(RUNNING, fencing_token="t"), st(CRASHED), **kw))
+    assert swept.state is not None and swept.state.name == "AwaitingRetry"
+    assert swept.state.details.fencing_token == ""
+
+
 # -- cache
 
 
