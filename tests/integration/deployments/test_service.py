@@ -5,6 +5,7 @@ repairs), on SQLite and Postgres."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +37,12 @@ async def make_pool(api: Api, **fields: Any) -> pb.WorkPool:
 
 
 async def make_deployment(api: Api, pool: str, **fields: Any) -> pb.Deployment:
-    msg = pb.Deployment(flow_name=fields.pop("flow_name", unique("flow")), name=fields.pop("name", "prod"), work_pool_name=pool, **fields)
+    msg = pb.Deployment(
+        flow_name=fields.pop("flow_name", unique("flow")),
+        name=fields.pop("name", "prod"),
+        work_pool_name=pool,
+        **fields,
+    )
     return (await api.deployments.UpsertDeployment(pb.UpsertDeploymentRequest(deployment=msg))).deployment
 
 
@@ -81,7 +87,9 @@ async def test_pool_upsert_is_idempotent_and_has_a_default_queue(api: Api) -> No
 
 
 async def test_pool_and_queue_errors_name_the_field(api: Api) -> None:
-    await expect(api.deployments.GetWorkPool(pb.GetWorkPoolRequest(name="nope-" + unique("x"))), grpc.StatusCode.NOT_FOUND)
+    await expect(
+        api.deployments.GetWorkPool(pb.GetWorkPoolRequest(name="nope-" + unique("x"))), grpc.StatusCode.NOT_FOUND
+    )
     bad = pb.WorkPool(name=unique("pool"), type="k8s")
     await expect(
         api.deployments.UpsertWorkPool(pb.UpsertWorkPoolRequest(work_pool=bad)),
@@ -132,10 +140,16 @@ async def test_deployment_upsert_read_list(api: Api) -> None:
         (pb.Schedule(interval_seconds=-5), "deployment.schedules[0].interval_seconds"),
     ],
 )
-async def test_invalid_schedules_are_invalid_argument_naming_the_field(api: Api, schedule: pb.Schedule, field: str) -> None:
+async def test_invalid_schedules_are_invalid_argument_naming_the_field(
+    api: Api, schedule: pb.Schedule, field: str
+) -> None:
     pool = await make_pool(api)
     msg = pb.Deployment(flow_name=unique("flow"), name="d", work_pool_name=pool.name, schedules=[schedule])
-    await expect(api.deployments.UpsertDeployment(pb.UpsertDeploymentRequest(deployment=msg)), grpc.StatusCode.INVALID_ARGUMENT, field)
+    await expect(
+        api.deployments.UpsertDeployment(pb.UpsertDeploymentRequest(deployment=msg)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        field,
+    )
 
 
 async def test_job_variables_are_validated_layer_by_layer(api: Api) -> None:
@@ -143,7 +157,9 @@ async def test_job_variables_are_validated_layer_by_layer(api: Api) -> None:
     msg = pb.Deployment(
         flow_name=unique("flow"), name="d", work_pool_name=pool.name, job_variables=dict_to_struct({"env": {"A": 1}})
     )
-    err = await expect(api.deployments.UpsertDeployment(pb.UpsertDeploymentRequest(deployment=msg)), grpc.StatusCode.INVALID_ARGUMENT)
+    err = await expect(
+        api.deployments.UpsertDeployment(pb.UpsertDeploymentRequest(deployment=msg)), grpc.StatusCode.INVALID_ARGUMENT
+    )
     assert "deployment" in err.details() and "env" in err.details()
     dep = await make_deployment(api, pool.name, job_variables=dict_to_struct({"env": {"A": "1"}}))
     check = await api.deployments.ValidateJobVariables(
@@ -156,7 +172,9 @@ async def test_job_variables_are_validated_layer_by_layer(api: Api) -> None:
     assert ok.valid
     await expect(
         api.deployments.CreateFlowRunFromDeployment(
-            pb.CreateFlowRunFromDeploymentRequest(deployment_id=dep.id, job_variables=dict_to_struct({"working_dir": 5}))
+            pb.CreateFlowRunFromDeploymentRequest(
+                deployment_id=dep.id, job_variables=dict_to_struct({"working_dir": 5})
+            )
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
@@ -227,7 +245,7 @@ async def test_interval_schedule_creates_runs_ahead_once(api: Api) -> None:
 
     found = await eventually(lambda: _at_least(runs, 3))
     times = sorted(r.expected_start_time.ToDatetime() for r in found)
-    assert all((b - a) == timedelta(seconds=600) for a, b in zip(times, times[1:], strict=False))
+    assert all((b - a) == timedelta(seconds=600) for a, b in itertools.pairwise(times))
     # A re-deploy with the same schedule keeps its cursor: no second run for any time.
     await make_deployment(api, pool.name, flow_name=dep.flow_name, name=dep.name, schedules=[schedule])
     await asyncio.sleep(1.2)  # a couple of scheduler rounds
@@ -262,7 +280,9 @@ async def test_stream_errors(api: Api) -> None:
 
 async def test_a_run_is_pushed_to_a_connected_worker_and_fenced(api: Api) -> None:
     pool = await make_pool(api)
-    dep = await make_deployment(api, pool.name, entrypoint="flows.py:f", job_variables=dict_to_struct({"env": {"X": "1"}}))
+    dep = await make_deployment(
+        api, pool.name, entrypoint="flows.py:f", job_variables=dict_to_struct({"env": {"X": "1"}})
+    )
     worker = await FakeWorker.connect(api, pool.name, "w1", slots=1)
     try:
         run_id = await run_of(api, dep.id, job_variables=dict_to_struct({"env": {"Y": "2"}}))
