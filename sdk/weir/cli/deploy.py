@@ -192,6 +192,7 @@ def deploy(
         print_json(deployed)
         return
     rows = table("DEPLOYMENT", "ID", "POOL", "SCHEDULES")
+    rows.columns[0].no_wrap = True
     for d in deployed:
         schedules = "\n".join(describe_schedule(s) for s in d.schedules) or "-"
         rows.add_row(d.full_name, d.id, d.work_pool_name or "-", schedules)

@@ -74,6 +74,7 @@ def list_deployments(
         print_json(deployments)
         return
     rows = table("NAME", "ID", "POOL", "SCHEDULES", "PAUSED")
+    rows.columns[0].no_wrap = True  # the full name is what commands take: keep it copyable
     for d in deployments:
         rows.add_row(
             d.full_name, d.id, d.work_pool_name or "-",

@@ -21,7 +21,7 @@ _POOL = typer.Option("--pool", "-p", help="The work pool of the queue.")
 def create_work_queue(
     name: Annotated[str, _NAME],
     pool: Annotated[str, _POOL],
-    priority: Annotated[int, typer.Option(help="Lower numbers are served first.")] = 1,
+    priority: Annotated[int, typer.Option(min=1, help="Lower numbers are served first (1 is the highest).")] = 1,
     concurrency_limit: Annotated[int, typer.Option(min=0, help="Runs at once from the queue (0: unlimited).")] = 0,
     description: Annotated[str | None, typer.Option(help="What the queue is for.")] = None,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,

@@ -309,7 +309,11 @@ class DeploymentsAPI:
         paused: bool = False,
         description: str | None = None,
     ) -> WorkQueue:
-        """Create the queue ``name`` of a pool, or replace its settings."""
+        """Create the queue ``name`` of a pool, or replace its settings.
+
+        Queues with lower ``priority`` numbers are served first; 1 is the
+        highest (0 on the wire means "unset" and reads as 1).
+        """
         queue = WorkQueue(
             work_pool_name=work_pool_name,
             name=name,
