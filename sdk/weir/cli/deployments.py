@@ -216,16 +216,26 @@ def _set_paused(name: str, paused: bool) -> Any:
 
 
 @app.command("pause")
-def pause_deployment(name: Annotated[str, _NAME]) -> None:
+def pause_deployment(
+    name: Annotated[str, _NAME], output: Annotated[OutputFormat, OUTPUT_OPTION] = OutputFormat.table
+) -> None:
     """Stop scheduling runs of a deployment (manual runs are refused too)."""
     d = _set_paused(name, True)
+    if output is OutputFormat.json:
+        print_json(d)
+        return
     console.print(f"Paused deployment {d.full_name}", markup=False)
 
 
 @app.command("resume")
-def resume_deployment(name: Annotated[str, _NAME]) -> None:
+def resume_deployment(
+    name: Annotated[str, _NAME], output: Annotated[OutputFormat, OUTPUT_OPTION] = OutputFormat.table
+) -> None:
     """Schedule runs of a paused deployment again."""
     d = _set_paused(name, False)
+    if output is OutputFormat.json:
+        print_json(d)
+        return
     console.print(f"Resumed deployment {d.full_name}", markup=False)
 
 

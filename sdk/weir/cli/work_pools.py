@@ -131,16 +131,26 @@ def inspect_work_pool(
 
 
 @app.command("pause")
-def pause_work_pool(name: Annotated[str, _NAME]) -> None:
+def pause_work_pool(
+    name: Annotated[str, _NAME], output: Annotated[OutputFormat, OUTPUT_OPTION] = OutputFormat.table
+) -> None:
     """Hand no more of the pool's runs to workers until it is resumed."""
-    run(lambda c: c.pause_work_pool(name))
+    pool = run(lambda c: c.pause_work_pool(name))
+    if output is OutputFormat.json:
+        print_json(pool)
+        return
     console.print(f"Paused work pool {name}", markup=False)
 
 
 @app.command("resume")
-def resume_work_pool(name: Annotated[str, _NAME]) -> None:
+def resume_work_pool(
+    name: Annotated[str, _NAME], output: Annotated[OutputFormat, OUTPUT_OPTION] = OutputFormat.table
+) -> None:
     """Hand the pool's runs to workers again."""
-    run(lambda c: c.resume_work_pool(name))
+    pool = run(lambda c: c.resume_work_pool(name))
+    if output is OutputFormat.json:
+        print_json(pool)
+        return
     console.print(f"Resumed work pool {name}", markup=False)
 
 

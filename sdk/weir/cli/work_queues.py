@@ -104,16 +104,30 @@ def inspect_work_queue(
 
 
 @app.command("pause")
-def pause_work_queue(name: Annotated[str, _NAME], pool: Annotated[str, _POOL]) -> None:
+def pause_work_queue(
+    name: Annotated[str, _NAME],
+    pool: Annotated[str, _POOL],
+    output: Annotated[OutputFormat, OUTPUT_OPTION] = OutputFormat.table,
+) -> None:
     """Hand no more of the queue's runs to workers until it is resumed."""
-    run(lambda c: c.pause_work_queue(pool, name))
+    queue = run(lambda c: c.pause_work_queue(pool, name))
+    if output is OutputFormat.json:
+        print_json(queue)
+        return
     console.print(f"Paused work queue {name} of pool {pool}", markup=False)
 
 
 @app.command("resume")
-def resume_work_queue(name: Annotated[str, _NAME], pool: Annotated[str, _POOL]) -> None:
+def resume_work_queue(
+    name: Annotated[str, _NAME],
+    pool: Annotated[str, _POOL],
+    output: Annotated[OutputFormat, OUTPUT_OPTION] = OutputFormat.table,
+) -> None:
     """Hand the queue's runs to workers again."""
-    run(lambda c: c.resume_work_queue(pool, name))
+    queue = run(lambda c: c.resume_work_queue(pool, name))
+    if output is OutputFormat.json:
+        print_json(queue)
+        return
     console.print(f"Resumed work queue {name} of pool {pool}", markup=False)
 
 

@@ -102,7 +102,7 @@ def test_work_pool_commands(cli: Cli, tmp_path: Path) -> None:
     assert shown["workers"] == []
     assert "default" in cli("work-pool", "inspect", name).stdout
 
-    cli("work-pool", "pause", name)
+    assert cli.json("work-pool", "pause", name)["paused"] is True
     assert cli.json("work-pool", "inspect", name)["work_pool"]["paused"] is True
     cli("work-pool", "resume", name)
     assert cli.json("work-pool", "inspect", name)["work_pool"]["paused"] is False
@@ -116,7 +116,7 @@ def test_work_queue_commands(cli: Cli, pool: str) -> None:
     assert "already exists" in cli.error("work-queue", "create", "high", "--pool", pool)
     assert [q["name"] for q in cli.json("work-queue", "ls", "--pool", pool)] == ["default", "high"]
     assert cli.json("work-queue", "inspect", "high", "--pool", pool)["priority"] == 2
-    cli("work-queue", "pause", "high", "--pool", pool)
+    assert cli.json("work-queue", "pause", "high", "--pool", pool)["paused"] is True
     assert cli.json("work-queue", "inspect", "high", "--pool", pool)["paused"] is True
     cli("work-queue", "resume", "high", "--pool", pool)
     cli("work-queue", "delete", "high", "--pool", pool)
@@ -178,7 +178,7 @@ def test_deployment_commands(cli: Cli, project: tuple[Path, str], client: Any) -
     assert "invalid argument" in cli.error("deployment", "run", full, "--param", 'limit="many"')
     assert cli.error("deployment", "inspect", f"{flow_name}/none").startswith("Error: not found:")
 
-    cli("deployment", "pause", full)
+    assert cli.json("deployment", "pause", full)["paused"] is True
     assert cli.error("deployment", "run", full).startswith("Error: failed precondition:")
     cli("deployment", "resume", full)
 
