@@ -32,3 +32,55 @@ def list_workers(
             str(w.free_slots), str(len(w.active_flow_run_ids)), fmt_time(w.last_heartbeat),
         )
     console.print(rows)
+
+
+@worker_app.command("start")
+def start_worker(
+    pool: Annotated[str, typer.Option("--pool", "-p", help="Work pool to serve (created, type process, if missing).")],
+    queue: Annotated[
+        list[str] | None, typer.Option("--queue", "-q", help="Only this queue of the pool (repeatable; default: all).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-l", min=1, help="Runs at once (default: no limit).")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Worker name (default: <hostname>-<pid>, unique per daemon).")
+    ] = None,
+    worker_type: Annotated[str, typer.Option("--type", "-t", help="Worker type (only 'process').")] = "process",
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option("--drain-timeout", min=0, help="Seconds a drain waits for active runs (default: no limit)."),
+    ] = None,
+) -> None:
+    """Run the pool's flow runs, each in a subprocess, as the server assigns them.
+
+    A first SIGINT/SIGTERM drains (no new runs; exit 0 once the active ones
+    finished); a second stops the active runs and exits 1.
+    """
+    import logging
+    import sys
+
+    from weir.settings import Settings
+    from weir.workers import ProcessWorker, worker_env_for
+    from weir.workers.worker import ensure_work_pool
+
+    if worker_type != "process":
+        raise typer.BadParameter(f"unknown worker type {worker_type!r} (only 'process')", param_hint="--type")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | worker - %(message)s", "%H:%M:%S"))
+    worker_log = logging.getLogger("weir.worker")
+    worker_log.addHandler(handler)
+    worker_log.setLevel(logging.INFO)
+
+    async def work(client: Any) -> int:
+        await ensure_work_pool(client, pool)
+        worker = ProcessWorker(
+            client, pool=pool, name=name, queues=queue or (), limit=limit, drain_timeout=drain_timeout,
+            worker_env=worker_env_for(Settings(), client.address),
+        )
+        queues = ", ".join(worker.queues) or "all"
+        worker_log.info(
+            "worker %s serving pool %s (queues: %s, limit: %s); Ctrl-C drains",
+            worker.name, pool, queues, limit or "none",
+        )
+        return await worker.run()
+
+    raise typer.Exit(run(work))

@@ -31,7 +31,7 @@ from typing import IO, Any, TypeVar
 
 from weir._proto import struct_to_dict
 from weir.client.types import FlowRun, State, StateType
-from weir.errors import DeadlineExceeded, NotFound, Unavailable
+from weir.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from weir.settings import Settings
 from weir.v1 import deployments_pb2 as pb
 from weir.v1 import deployments_pb2_grpc
@@ -39,13 +39,15 @@ from weir.workers.credits import CreditLedger
 from weir.workers.process import FlowRunProcess, JobConfiguration, launch_spec
 from weir.workers.stream import Backoff, WorkerStream
 
-__all__ = ["ProcessWorker", "default_worker_name", "worker_env_for"]
+__all__ = ["PROCESS_POOL_TYPES", "ProcessWorker", "default_worker_name", "ensure_work_pool", "worker_env_for"]
 
 log = logging.getLogger("weir.worker")
 T = TypeVar("T")
 
 #: How long the worker keeps retrying a call while the server is unreachable.
 UNAVAILABLE_RETRY_SECONDS = 120.0
+#: Pool types whose runs a process worker can run (their job template is the process one).
+PROCESS_POOL_TYPES = ("process", "serve")
 
 
 def default_worker_name() -> str:
@@ -66,6 +68,25 @@ def worker_env_for(settings: Settings, address: str | None = None) -> dict[str, 
     if settings.api_key:
         env["WEIR_API_KEY"] = settings.api_key
     return env
+
+
+async def ensure_work_pool(client: Any, name: str, *, type: str = "process") -> Any:
+    """The work pool ``name``, created with ``type`` when missing (as ``prefect worker start`` does).
+
+    An existing pool is left as it is; one a process worker cannot serve is an ``InvalidArgument``.
+    """
+    try:
+        pool = await client.read_work_pool(name)
+    except NotFound:
+        pool = await client.upsert_work_pool(name, type=type)
+        log.info("created work pool %r (type %s)", name, type)
+    if pool.type not in PROCESS_POOL_TYPES:
+        raise InvalidArgument(
+            f"work pool {name!r} is of type {pool.type!r}; a process worker serves pools of type "
+            + " or ".join(PROCESS_POOL_TYPES),
+            field="pool",
+        )
+    return pool
 
 
 @dataclass
