@@ -370,7 +370,8 @@ async def wait_for_flow_run(
 
 
 async def _listen(client: AsyncWeirClient, flow_run_id: str, changed: asyncio.Event) -> None:
-    flt = EventFilter(event_prefixes=("weir.flow-run.",), resource_ids=(flow_run_id,))
+    # Resource ids of run events are prefixed by kind: weir.flow-run.<id>.
+    flt = EventFilter(event_prefixes=("weir.flow-run.",), resource_ids=(f"weir.flow-run.{flow_run_id}",))
     try:
         async for _ in client.subscribe_events(flt):
             changed.set()

@@ -112,12 +112,15 @@ def test_run_deployment_waits_for_the_final_state(client: Any, pool: str) -> Non
     stop = threading.Event()
     worker = threading.Thread(target=_finish_runs_of, args=(client, d.id, stop), daemon=True)
     worker.start()
+    started = time.monotonic()
     try:
-        run = run_deployment(d.full_name, timeout=30)
+        # A long poll interval: the run's state events are what wake the wait.
+        run = run_deployment(d.full_name, timeout=30, poll_interval=20)
     finally:
         stop.set()
         worker.join()
     assert run.state is not None and run.state.type is StateType.COMPLETED
+    assert time.monotonic() - started < 10
 
 
 def test_run_deployment_inside_a_flow(client: Any, pool: str) -> None:
