@@ -111,8 +111,13 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 def env(wstack: Any, tmp_path: Path) -> dict[str, str]:
     """The environment of workers and served scripts: this stack, a private home."""
+    return client_env(wstack.address, tmp_path / "home")
+
+
+def client_env(address: str, home: Path) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
-    return {**base, "WEIR_API_ADDRESS": wstack.address, "WEIR_HOME": str(tmp_path / "home")}
+    # Runs' heartbeats well inside the shortened orchestration timeout (FAST), so only dead runs crash.
+    return {**base, "WEIR_API_ADDRESS": address, "WEIR_HOME": str(home), "WEIR_HEARTBEAT_INTERVAL_SECONDS": "0.5"}
 
 
 @dataclass
@@ -140,15 +145,25 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def start_worker(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def start_worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start ``weir worker start ARGS...`` and wait until it serves (or any ``python ARGS...`` with ``script=True``)."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, script: bool = False, cwd: Path | None = None) -> WorkerProcess:
+    def start(
+        *args: str, script: bool = False, cwd: Path | None = None, environment: dict[str, str] | None = None
+    ) -> WorkerProcess:
         log = tmp_path / f"worker-{len(started)}.log"
         command = [sys.executable, *args] if script else [sys.executable, "-m", "weir.cli", "worker", "start", *args]
         with log.open("w") as out:
-            proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=cwd)
+            proc = subprocess.Popen(
+                command,
+                # The module's stack unless told otherwise (only then is that stack started).
+                env=environment or request.getfixturevalue("env"),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=cwd,
+            )
         started.append(WorkerProcess(proc, log))
         if not script:
             started[-1].wait_for_output("serving pool")  # its pool exists from here on
