@@ -336,8 +336,8 @@ class ProcessWorker:
     async def _settle(self, assign: pb.Assign, proposed: StateType, message: str) -> None:
         """Propose ``proposed`` for a run whose process is gone, unless the run already finished.
 
-        A CANCELLING run becomes CANCELLED whatever ended its process. The
-        proposal carries the assignment's token: if the run was handed to
+        A CANCELLING run becomes CANCELLED whatever ended its process; a run
+        waiting for a retry is left alone. The proposal carries the assignment's token: if the run was handed to
         another worker meanwhile, the server rejects it.
         """
         run_id = assign.flow_run_id
@@ -347,6 +347,11 @@ class ProcessWorker:
             return
         state = run.state
         if state is not None and state.is_final():
+            return
+        if state is not None and state.type is StateType.SCHEDULED and proposed is StateType.CRASHED:
+            # Waiting for a retry (AwaitingRetry) when its process died: once our heartbeat stops
+            # listing it, the server hands the retry to a live worker. A crash here would end it.
+            log.info("flow run %s is %s; leaving its retry to the server", run_id, state.display_name)
             return
         if state is not None and state.type is StateType.CANCELLING and proposed is not StateType.CANCELLED:
             proposed, message = StateType.CANCELLED, f"cancelled ({message})"

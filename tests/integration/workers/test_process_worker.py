@@ -79,6 +79,17 @@ def test_a_process_that_dies_crashes_its_run(client: Any, project: Path, start_w
     assert run.state.message == "flow run process exited with code 7"
 
 
+def test_a_crashed_run_with_retries_left_runs_again(client: Any, project: Path, start_worker: Any) -> None:
+    pool = unique("pool")
+    start_worker("--pool", pool)
+    deployment = deploy(client, project, pool, "dies", retries=1)
+    run_id = run_of(client, deployment, code=3)
+    run = final_run(client, run_id)
+    assert run.state.type is StateType.CRASHED and run.run_count == 2
+    names = [s.display_name for s in client.iter_states(flow_run_id=run_id)]
+    assert names.count("Running") == 2 and "AwaitingRetry" in names, names
+
+
 def test_the_limit_holds(client: Any, project: Path, start_worker: Any, tmp_path: Path) -> None:
     pool = unique("pool")
     start_worker("--pool", pool, "--limit", "1")

@@ -216,6 +216,16 @@ async def test_a_process_that_exits_leaving_the_run_unfinished_crashes_it(harnes
     assert state.message == "flow run process exited with code 3"
 
 
+async def test_a_run_waiting_for_a_retry_is_left_to_the_server(harness: Any) -> None:
+    h = harness()
+    conn = await h.service.connection()
+    h.client.states["r1"] = State(type=StateType.SCHEDULED, name="AwaitingRetry")
+    conn.push(**assign("r1", "import sys; sys.exit(1)"))
+    assert (await conn.next("credit")).free_slots == 1
+    assert list((await conn.next("heartbeat")).active_flow_run_ids) == []
+    assert h.client.proposals.empty()
+
+
 async def test_a_process_that_cannot_start_crashes_the_run(harness: Any, tmp_path: Path) -> None:
     h = harness()
     conn = await h.service.connection()
