@@ -107,7 +107,7 @@ class ProcessWorker:
             worker = ProcessWorker(client, pool="local", limit=4, worker_env=worker_env_for(settings))
             exit_code = await worker.run()   # until SIGINT/SIGTERM (or stop()) and the drain end
 
-    ``run`` returns 0 after a clean drain, 1 when runs had to be terminated;
+    ``run`` returns 0 after a clean drain, 1 when runs had to be stopped;
     it raises a ``weir.errors`` exception when the server refuses the worker
     at start (unknown pool, bad API key, no worker service).
     """
@@ -141,6 +141,8 @@ class ProcessWorker:
         self._stream: WorkerStream | None = None
         self._stop_requested: asyncio.Event | None = None
         self._stops = 0
+        #: Some run's process was stopped by the worker itself (a forced stop): exit code 1.
+        self._stopped_runs = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -148,6 +150,8 @@ class ProcessWorker:
         """Serve assignments until stopped, then drain; the exit code (see the class doc)."""
         loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
+        if self._stops:
+            self._stop_requested.set()  # stop() came before run()
         transport = self.client._transport
         stub = deployments_pb2_grpc.WorkerServiceStub(transport.channel_for("deployments"))
         self._stream = WorkerStream(
@@ -187,6 +191,7 @@ class ProcessWorker:
                 self._stop_requested.set()
         elif self._stops == 2:
             log.warning("stopping %d active run(s) (signal again to kill them)", len(self._runs))
+            self._stopped_runs = bool(self._runs)
             for active in self._runs.values():
                 if active.process is not None:
                     self._terminate(active)
@@ -203,7 +208,7 @@ class ProcessWorker:
             while self._stops < 2:
                 self.stop()
             await self._runs_done()
-        return 1 if self._stops >= 2 else 0
+        return 1 if self._stopped_runs else 0
 
     async def _runs_done(self) -> None:
         while self._tasks:
