@@ -3,7 +3,8 @@ replica: each round claims its rows with ``FOR UPDATE SKIP LOCKED`` on
 Postgres, and every move goes through the same policy path as a client's
 proposal (so a crashed run with retries left becomes AwaitingRetry).
 
-* RUNNING flow runs whose heartbeat stopped -> CRASHED
+* RUNNING flow runs whose heartbeat stopped -> CRASHED (not in the first
+  heartbeat timeout after the service starts: during an outage nobody could heartbeat)
 * CANCELLING flow runs past the cancelling timeout -> CANCELLED
 * SCHEDULED flow runs past due by ``late_after_seconds`` -> SCHEDULED "Late"
 """
@@ -32,8 +33,12 @@ class Sweeper:
         self.svc = svc
         self.settings = settings
         self._task: asyncio.Task[None] | None = None
+        #: No run is crashed for a missing heartbeat before this: while the service was down,
+        #: live runs could not heartbeat (they retry), so their silence proves nothing yet.
+        self._crash_after = svc.clock() + timedelta(seconds=settings.heartbeat_timeout_seconds)
 
     def start(self) -> None:
+        self._crash_after = self.svc.clock() + timedelta(seconds=self.settings.heartbeat_timeout_seconds)
         self._task = asyncio.create_task(self._run(), name="orchestration-sweeper")
 
     async def stop(self) -> None:
@@ -81,7 +86,8 @@ class Sweeper:
             return State(SCHEDULED, "Late", now, details=StateDetails(scheduled_time=row.expected_start_time))
 
         moved = 0
-        for condition, make in ((crashed, crash), (stuck, cancel), (late, mark_late)):
+        rounds = [(crashed, crash)] if now >= self._crash_after else []
+        for condition, make in (*rounds, (stuck, cancel), (late, mark_late)):
             moved += await self._move(condition, make, now)
         return moved
 

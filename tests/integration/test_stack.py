@@ -13,8 +13,6 @@ from weir.v1 import (
     blocks_pb2_grpc,
     concurrency_pb2,
     concurrency_pb2_grpc,
-    deployments_pb2,
-    deployments_pb2_grpc,
 )
 
 ALL_SERVICES = {
@@ -57,10 +55,6 @@ def test_reflection_lists_every_service(stack) -> None:
          "BlockService.ListBlockTypes"),
         (lambda ch: concurrency_pb2_grpc.ConcurrencyServiceStub(ch).Acquire(concurrency_pb2.AcquireRequest()),
          "ConcurrencyService.Acquire"),
-        (lambda ch: deployments_pb2_grpc.DeploymentServiceStub(ch).ListDeployments(
-            deployments_pb2.ListDeploymentsRequest()), "DeploymentService.ListDeployments"),
-        (lambda ch: list(deployments_pb2_grpc.WorkerServiceStub(ch).Connect(iter([deployments_pb2.WorkerMessage()]))),
-         "WorkerService.Connect"),
     ],
 )
 def test_scaffold_rpcs_say_they_are_not_built(stack, call, rpc) -> None:

@@ -243,18 +243,29 @@ async def test_interval_schedule_creates_runs_ahead_once(api: Api) -> None:
         req = opb.ListFlowRunsRequest(filter=opb.FlowRunFilter(deployment_id=dep.id))
         return list((await api.orchestration.ListFlowRuns(req)).flow_runs)
 
-    found = await eventually(lambda: _at_least(runs, 3))
+    await eventually(lambda: _at_least(runs, 3))
+    found = await _settled(runs)  # the scheduler's round may still be creating them
     times = sorted(r.expected_start_time.ToDatetime() for r in found)
     assert all((b - a) == timedelta(seconds=600) for a, b in itertools.pairwise(times))
     # A re-deploy with the same schedule keeps its cursor: no second run for any time.
     await make_deployment(api, pool.name, flow_name=dep.flow_name, name=dep.name, schedules=[schedule])
-    await asyncio.sleep(1.2)  # a couple of scheduler rounds
-    again = await runs()
+    again = await _settled(runs)
     assert len({r.expected_start_time.ToDatetime() for r in again}) == len(again)
-    assert len(again) == len(found)
+    assert {r.id for r in again} == {r.id for r in found}
     # Pausing withdraws the runs that have not started.
     await api.deployments.SetDeploymentPaused(pb.SetDeploymentPausedRequest(id=dep.id, paused=True))
     assert await runs() == []
+
+
+async def _settled(fetch: Any) -> list[Any]:
+    """What ``fetch`` returns once two reads a scheduler round apart agree."""
+    last = await fetch()
+    while True:
+        await asyncio.sleep(1.2)
+        now = await fetch()
+        if {r.id for r in now} == {r.id for r in last}:
+            return now
+        last = now
 
 
 async def _at_least(fetch: Any, n: int) -> Any:

@@ -52,3 +52,20 @@ async def test_past_due_scheduled_runs_become_late(orch):
     assert late.state.details.scheduled_time.seconds == int(due.timestamp())
     assert await orch.runtime.sweeper.sweep_once() == 0  # Late stays Late
     assert (await set_flow_state(orch.stub, run.id, common_pb2.PENDING)).decision == pb.ACCEPT
+
+
+async def test_no_run_crashes_for_silence_right_after_the_service_starts(orch):
+    run = await new_flow_run(orch.stub)
+    await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    timeout = orch.orchestration_settings.heartbeat_timeout_seconds
+    orch.clock.advance(timeout + 5)  # its last heartbeat is old: the server was down all that time
+    sweeper = orch.runtime.sweeper
+    sweeper.start()  # ... and starts again now; the run gets one heartbeat timeout to be heard
+    try:
+        assert await sweeper.sweep_once() == 0
+        assert (await get(orch, run.id)).state.type == common_pb2.RUNNING
+        orch.clock.advance(timeout + 1)
+        assert await sweeper.sweep_once() == 1
+        assert (await get(orch, run.id)).state.type == common_pb2.CRASHED
+    finally:
+        await sweeper.stop()
