@@ -4,9 +4,15 @@ Run from the project root:
 
     PYTHONPATH=bench BENCH_RESULTS=bench/results python ../shared/bench/bench.py --adapter weir \
         --only coldstart,ephemeral,seq,submit,map,flows,retry
+    PYTHONPATH=bench BENCH_RESULTS=bench/results BENCH_DEPLOY_VARIANTS=serve_default_burst,\
+serve_default_staggered,worker_default_burst,worker_default_staggered \
+        python ../shared/bench/bench.py --adapter weir --only deploy,deploy_worker --tag=-deploy
 
-Wired sections: coldstart, ephemeral, seq, submit, map, flows, retry. Not yet:
-concurrency (no global concurrency limits in the SDK), deploy / deploy_worker.
+Wired sections: coldstart, ephemeral, seq, submit, map, flows, retry, deploy,
+deploy_worker. Not yet: concurrency (no global concurrency limits in the SDK).
+For deploy, the serve_poll1s_* variants only set PREFECT_RUNNER_POLL_FREQUENCY,
+which Weir has no equivalent of (runs are pushed, not polled): leave them out
+with BENCH_DEPLOY_VARIANTS as above (they would repeat the default variants).
 Workloads live in bench/weir_workloads/ and follow the "RESULT {json}"
 contract of ../shared/bench/prefect_workloads/workloads.py.
 """
@@ -89,3 +95,44 @@ def versions():
         "pydantic",
     )
     return {"packages": [line for line in freeze.splitlines() if line.split("==")[0].lower() in keep]}
+
+
+# --- deployments: flow.serve() and a process work pool + `weir worker start`
+def deploy_serve_cmd(name):
+    """A process running ``dep_flow.serve(name)`` (no process limit, as Prefect's serve)."""
+    return [PY, str(WL / "deploy_serve.py"), name]
+
+
+def deploy_trigger_cmd(deployment, n, mode, gap=3.7):
+    return [
+        PY,
+        str(WL / "deploy_trigger.py"),
+        "--deployment",
+        deployment,
+        "--n",
+        str(n),
+        "--mode",
+        mode,
+        "--gap",
+        str(gap),
+    ]
+
+
+def deployment_name(serve_name):
+    return f"dep-flow/{serve_name}"
+
+
+WORK_POOL = "bench-process"
+# The weir CLI of the same environment as PY (bin/weir beside bin/python).
+WEIR_CLI = os.environ.get("BENCH_WEIR_CLI", str(Path(PY).parent / "weir"))
+
+
+def deploy_worker_setup_cmd(pool, name):
+    return [PY, str(WL / "deploy_worker_setup.py"), pool, name]
+
+
+def worker_cmd(pool):
+    """``weir worker start`` at its defaults: no --limit needed, the default is no limit
+    (``--limit`` unset grants 100,000 credits), so a burst of 20 all start at once, as with
+    Prefect's process worker (whose default limit is also none)."""
+    return [WEIR_CLI, "worker", "start", "--pool", pool, "--type", "process"]
