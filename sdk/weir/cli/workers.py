@@ -55,20 +55,14 @@ def start_worker(
     A first SIGINT/SIGTERM drains (no new runs; exit 0 once the active ones
     finished); a second stops the active runs and exits 1.
     """
-    import logging
-    import sys
 
     from weir.settings import Settings
     from weir.workers import ProcessWorker, worker_env_for
-    from weir.workers.worker import ensure_work_pool
+    from weir.workers.worker import ensure_work_pool, log_to_stderr
 
     if worker_type != "process":
         raise typer.BadParameter(f"unknown worker type {worker_type!r} (only 'process')", param_hint="--type")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | worker - %(message)s", "%H:%M:%S"))
-    worker_log = logging.getLogger("weir.worker")
-    worker_log.addHandler(handler)
-    worker_log.setLevel(logging.INFO)
+    worker_log = log_to_stderr()
 
     async def work(client: Any) -> int:
         await ensure_work_pool(client, pool)

@@ -101,8 +101,9 @@ def serve_flow(
 async def _serve(settings: Settings, draft: Any, pool: str, limit: int | None) -> None:
     from weir.client import AsyncWeirClient
     from weir.deployments import apply_deployment
-    from weir.workers.worker import ProcessWorker, ensure_work_pool, worker_env_for
+    from weir.workers.worker import ProcessWorker, ensure_work_pool, log_to_stderr, worker_env_for
 
+    log_to_stderr()
     async with AsyncWeirClient.from_settings(settings) as client:
         await ensure_work_pool(client, pool, type="serve")
         deployment = await apply_deployment(client, draft)

@@ -387,3 +387,17 @@ class ProcessWorker:
                 log.warning("server unreachable (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
 
+
+
+def log_to_stderr() -> logging.Logger:
+    """Show the worker's INFO lines (runs started, exited, cancelled) on stderr; returns its logger."""
+    import sys
+
+    worker_log = logging.getLogger("weir.worker")
+    if not any(getattr(h, "_weir_worker", False) for h in worker_log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | worker - %(message)s", "%H:%M:%S"))
+        handler._weir_worker = True  # type: ignore[attr-defined]
+        worker_log.addHandler(handler)
+    worker_log.setLevel(logging.INFO)
+    return worker_log
