@@ -36,6 +36,7 @@ from weir_deployments.runs import job_configuration
 from weir_deployments.settings import DeploymentsSettings
 from weir_deployments.sql import locked
 from weir_deployments.workers import Hub, WorkerConnection
+from weir_kit.loops import BackgroundLoop
 from weir_kit.runtime import ServiceContext
 
 log = logging.getLogger("weir.deployments.dispatch")
@@ -51,29 +52,19 @@ class Claimed:
     pool: Any
 
 
-class Dispatcher:
+class Dispatcher(BackgroundLoop):
+    loop_name = "deployments-dispatcher"
+
     def __init__(self, svc: ServiceContext, settings: DeploymentsSettings, hub: Hub, orch: Orchestration) -> None:
+        super().__init__()
         self.svc = svc
         self.settings = settings
         self.hub = hub
         self.orch = orch
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def wake(self, pool: str = "") -> None:
         self._wakeup.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="deployments-dispatcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
 
     async def _run(self) -> None:
         while True:
@@ -116,10 +107,10 @@ class Dispatcher:
             open_queues = [n for n, r in queues.items() if not r.paused and (not conn.queues or n in conn.queues)]
             if not open_queues:
                 return [], []
-            active = await _active_counts(session, pool.name)
+            by_queue = await _active(session, c.work_queue_name, c.work_pool_name == pool.name)
             room = conn.credit
             if pool.concurrency_limit:
-                room = min(room, pool.concurrency_limit - sum(active["queue"].values()))
+                room = min(room, pool.concurrency_limit - sum(by_queue.values()))
             if room <= 0:
                 return [], []
             query = (
@@ -141,6 +132,8 @@ class Dispatcher:
             deps = {
                 r.id: r for r in (await session.execute(select(deployments).where(deployments.c.id.in_(dep_ids)))).all()
             }
+            # A deployment's runs may sit in other queues (a run-level override): count them all.
+            by_deployment = await _active(session, c.deployment_id, c.deployment_id.in_(dep_ids))
             claimed: list[Claimed] = []
             cancelled: list[Any] = []
             for row in candidates:
@@ -150,14 +143,14 @@ class Dispatcher:
                 queue = queues[row.work_queue_name]
                 if dep is None or dep.paused:
                     continue
-                if queue.concurrency_limit and active["queue"][queue.name] >= queue.concurrency_limit:
+                if queue.concurrency_limit and by_queue[queue.name] >= queue.concurrency_limit:
                     continue
-                if dep.concurrency_limit and active["deployment"][dep.id] >= dep.concurrency_limit:
+                if dep.concurrency_limit and by_deployment[dep.id] >= dep.concurrency_limit:
                     if dep.collision_strategy == "CANCEL_NEW":
                         cancelled.append(row)
                     continue
-                active["queue"][queue.name] += 1
-                active["deployment"][dep.id] += 1
+                by_queue[queue.name] += 1
+                by_deployment[dep.id] += 1
                 claimed.append(Claimed(row, str(uuid.uuid4()), dep, pool))
             for item in claimed:
                 await session.execute(
@@ -246,15 +239,8 @@ class Dispatcher:
             log.warning("could not cancel flow run %s: %s", row.flow_run_id, exc)
 
 
-async def _active_counts(session: AsyncSession, pool: str) -> dict[str, Counter[str]]:
-    """Runs in progress (claimed, not finished) by queue of ``pool``, and by deployment (any pool)."""
+async def _active(session: AsyncSession, key: Any, where: Any) -> Counter[str]:
+    """Runs in progress (claimed, not finished) matching ``where``, counted by ``key``."""
     c = deployment_runs.c
-    by_queue = await session.execute(
-        select(c.work_queue_name, func.count())
-        .where(c.work_pool_name == pool, c.status == "CLAIMED")
-        .group_by(c.work_queue_name)
-    )
-    by_dep = await session.execute(
-        select(c.deployment_id, func.count()).where(c.status == "CLAIMED").group_by(c.deployment_id)
-    )
-    return {"queue": Counter(dict(by_queue.all())), "deployment": Counter(dict(by_dep.all()))}
+    rows = await session.execute(select(key, func.count()).where(where, c.status == "CLAIMED").group_by(key))
+    return Counter(dict(rows.all()))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from weir._proto import dict_to_struct, struct_to_dict, timestamp_to_datetime, to_timestamp
 from weir.errors import InvalidArgument
 from weir.v1 import deployments_pb2 as pb
+from weir_kit.values import parse_id
 
 __all__ = [
     "check_name",
@@ -24,15 +24,6 @@ __all__ = [
 
 COLLISION_NAMES = {pb.ENQUEUE: "ENQUEUE", pb.CANCEL_NEW: "CANCEL_NEW", pb.COLLISION_STRATEGY_UNSPECIFIED: "ENQUEUE"}
 COLLISION_VALUES = {"ENQUEUE": pb.ENQUEUE, "CANCEL_NEW": pb.CANCEL_NEW}
-
-
-def parse_id(value: str, field: str) -> str:
-    if not value:
-        raise InvalidArgument(f"{field} is required", field=field)
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidArgument(f"{field} is not a UUID: {value!r}", field=field) from None
 
 
 def check_name(value: str, field: str, *, required: bool = True) -> str:

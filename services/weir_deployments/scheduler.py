@@ -32,6 +32,7 @@ from weir_deployments.runs import RUN_NAMESPACE, create_request, materialize, ne
 from weir_deployments.settings import DeploymentsSettings
 from weir_deployments.sql import insert_ignore, locked
 from weir_deployments.work_pools import fetch_pool
+from weir_kit.loops import BackgroundLoop
 from weir_kit.runtime import ServiceContext
 
 log = logging.getLogger("weir.deployments.scheduler")
@@ -49,31 +50,21 @@ def spec_of(row: Any) -> schedules.ScheduleSpec:
     )
 
 
-class Scheduler:
+class Scheduler(BackgroundLoop):
+    loop_name = "deployments-scheduler"
+
     def __init__(
         self, svc: ServiceContext, settings: DeploymentsSettings, orch: Orchestration, on_runs: Callable[[str], None]
     ) -> None:
+        super().__init__()
         self.svc = svc
         self.settings = settings
         self.orch = orch
         self.on_runs = on_runs
-        self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
 
     def wake(self) -> None:
         self._wakeup.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="deployments-scheduler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
 
     async def _run(self) -> None:
         while True:

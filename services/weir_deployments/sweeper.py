@@ -33,6 +33,7 @@ from weir_deployments.models import deployment_runs, workers
 from weir_deployments.remote import Orchestration
 from weir_deployments.runs import materialize, pending_materialization
 from weir_deployments.settings import DeploymentsSettings
+from weir_kit.loops import BackgroundLoop
 from weir_kit.runtime import ServiceContext
 
 log = logging.getLogger("weir.deployments.sweeper")
@@ -40,7 +41,9 @@ log = logging.getLogger("weir.deployments.sweeper")
 _TERMINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
 
 
-class Sweeper:
+class Sweeper(BackgroundLoop):
+    loop_name = "deployments-sweeper"
+
     def __init__(
         self,
         svc: ServiceContext,
@@ -49,24 +52,12 @@ class Sweeper:
         connected: Callable[[], set[str]],
         on_requeued: Callable[[str], None],
     ) -> None:
+        super().__init__()
         self.svc = svc
         self.settings = settings
         self.orch = orch
         self.connected = connected
         self.on_requeued = on_requeued
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="deployments-sweeper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
 
     async def _run(self) -> None:
         while True:

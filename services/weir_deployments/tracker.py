@@ -32,6 +32,7 @@ from weir_deployments.models import deployment_runs
 from weir_deployments.settings import DeploymentsSettings
 from weir_kit.events import RESOURCE_ID
 from weir_kit.jetstream import ensure_stream, fetch_batch
+from weir_kit.loops import BackgroundLoop
 from weir_kit.runtime import ServiceContext
 
 log = logging.getLogger("weir.deployments.tracker")
@@ -61,7 +62,9 @@ def _parse(event: common_pb2.Event) -> tuple[str, str, dict[str, Any]] | None:
     return rid[len(_PREFIX) :], verb, facts
 
 
-class Tracker:
+class Tracker(BackgroundLoop):
+    loop_name = "deployments-tracker"
+
     def __init__(
         self,
         svc: ServiceContext,
@@ -69,27 +72,17 @@ class Tracker:
         on_freed: Callable[[str], None],
         on_cancel: Callable[[str, str], None],
     ) -> None:
+        super().__init__()
         self.svc = svc
         self.settings = settings
         self.on_freed = on_freed
         self.on_cancel = on_cancel
-        self._task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
         self._stopping = False
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="deployments-tracker")
-
     async def stop(self) -> None:
         self._stopping = True
-        task, self._task = self._task, None
-        if task is not None:
-            # nats-py's fetch can swallow one cancellation (see the events persister): repeat it.
-            for _ in range(20):
-                task.cancel()
-                done, _ = await asyncio.wait([task], timeout=0.25)
-                if done:
-                    break
+        await super().stop()
         await self._unsubscribe()
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:

@@ -31,6 +31,7 @@ from weir_events.settings import EventsSettings
 from weir_kit.clock import Clock
 from weir_kit.db import Database
 from weir_kit.jetstream import Nats, ensure_stream, fetch_batch
+from weir_kit.loops import cancel_and_wait
 
 log = logging.getLogger("weir.events.persister")
 
@@ -91,17 +92,9 @@ class Persister:
         ]
 
     async def stop(self) -> None:
-        # nats-py's fetch runs asyncio.wait_for, which on Python 3.11 can swallow a
-        # cancellation: so the loops also watch a flag, and the cancel is repeated.
+        # The loops also watch a flag: a cancellation can be swallowed (see cancel_and_wait).
         self._stopping = True
-        pending = [t for t in self._tasks if not t.done()]
-        for _ in range(20):
-            if not pending:
-                break
-            for task in pending:
-                task.cancel()
-            _, still = await asyncio.wait(pending, timeout=0.25)
-            pending = list(still)
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         await self._unsubscribe()
 

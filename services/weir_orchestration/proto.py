@@ -13,24 +13,13 @@ from weir._proto import dict_to_struct, struct_to_dict, timestamp_to_datetime, t
 from weir.errors import InvalidArgument
 from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
+from weir_kit.values import parse_id
 from weir_orchestration.policy import ALL_TYPES, RunPolicy, State, StateDetails, default_name, type_name
 
 _DETAIL_TIMES = ("scheduled_time", "cache_expiration", "pause_timeout")
 
 
 # ------------------------------------------------------------------ values
-
-
-def parse_id(value: str, field: str, *, required: bool = True) -> str:
-    """``value`` as a canonical UUID string; InvalidArgument naming ``field`` otherwise."""
-    if not value:
-        if required:
-            raise InvalidArgument(f"{field} is required", field=field)
-        return ""
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidArgument(f"{field} is not a UUID: {value!r}", field=field) from None
 
 
 def parse_state_type(value: int, field: str) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select
 
+from weir_kit.loops import BackgroundLoop
 from weir_kit.runtime import ServiceContext
 from weir_orchestration import states
 from weir_orchestration.models import flow_runs
@@ -28,27 +29,20 @@ from weir_orchestration.settings import OrchestrationSettings
 log = logging.getLogger("weir.orchestration.sweeper")
 
 
-class Sweeper:
+class Sweeper(BackgroundLoop):
+    loop_name = "orchestration-sweeper"
+
     def __init__(self, svc: ServiceContext, settings: OrchestrationSettings) -> None:
+        super().__init__()
         self.svc = svc
         self.settings = settings
-        self._task: asyncio.Task[None] | None = None
         #: No run is crashed for a missing heartbeat before this: while the service was down,
         #: live runs could not heartbeat (they retry), so their silence proves nothing yet.
         self._crash_after = svc.clock() + timedelta(seconds=settings.heartbeat_timeout_seconds)
 
     def start(self) -> None:
         self._crash_after = self.svc.clock() + timedelta(seconds=self.settings.heartbeat_timeout_seconds)
-        self._task = asyncio.create_task(self._run(), name="orchestration-sweeper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        super().start()
 
     async def _run(self) -> None:
         while True:
