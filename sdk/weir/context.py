@@ -35,8 +35,9 @@ class FlowRunContext:
     #: Final states of calls completed in earlier attempts of this flow run, by run id
     #: (None when the flow has no retries: nothing to reuse).
     completed: dict[str, Any] | None = None
-    #: The flow run timed out: a body still running on its thread may start no more task runs.
-    timed_out: bool = False
+    #: The bodies of this attempt (``weir.engine.interrupts.Scope``): stopped together on a
+    #: cancel, a crash or the flow's timeout; a stopped scope starts no more task runs.
+    scope: Any = None
 
     def next_occurrence(self, task_key: str, input_hash: str) -> int:
         with self.lock:

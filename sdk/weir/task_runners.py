@@ -27,7 +27,8 @@ class TaskRunner:
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         raise NotImplementedError
 
-    def shutdown(self) -> None: ...
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop taking calls; ``wait=False`` (a crashed flow) drops calls not started yet."""
 
     def duplicate(self) -> TaskRunner:
         raise NotImplementedError
@@ -48,9 +49,9 @@ class ThreadPoolTaskRunner(TaskRunner):
         ctx = contextvars.copy_context()  # the run context follows the call onto the pool thread
         return self._pool.submit(ctx.run, fn, *args)
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = True) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=wait, cancel_futures=not wait)
             self._pool = None
 
     def duplicate(self) -> ThreadPoolTaskRunner:
@@ -87,10 +88,10 @@ class ProcessPoolTaskRunner(ThreadPoolTaskRunner):
         payload = cloudpickle.dumps((fn, args, kwargs))
         return self._processes.submit(_call_pickled, payload).result()
 
-    def shutdown(self) -> None:
-        super().shutdown()
+    def shutdown(self, wait: bool = True) -> None:
+        super().shutdown(wait)
         if self._processes is not None:
-            self._processes.shutdown(wait=True)
+            self._processes.shutdown(wait=wait, cancel_futures=not wait)
             self._processes = None
 
     def duplicate(self) -> ProcessPoolTaskRunner:

@@ -19,6 +19,7 @@ proposal carries the token, so a worker that lost the assignment cannot write.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -30,8 +31,9 @@ from weir.client.types import Decision, FlowRun, RunPolicy, State, StateDetails,
 from weir.context import FlowRunContext, flow_run_ctx, tags_ctx
 from weir.engine import identity
 from weir.engine.futures import wait
+from weir.engine.interrupts import Cancel, RunCancelled, Scope, Terminate, TerminationSignal, sigterm_as_crash
 from weir.engine.runtime import Runtime
-from weir.engine.states import describe
+from weir.engine.states import CANCELLED, CRASHED, describe
 from weir.engine.steps import Call, Sleep, Steps, Wait
 from weir.errors import Conflict, DeadlineExceeded, Unavailable, WeirError
 from weir.results import LocalFileSystem, encode, serializer_for
@@ -99,90 +101,189 @@ def flow_run(
     #: Results of calls completed in earlier attempts, by run id (kept only when there can be a retry).
     completed: dict[str, State] = {}
     run_count = created.run_count
-    while True:
-        answer = yield from _propose(runtime, run_id, State(type=StateType.RUNNING), fencing_token)
-        if answer.decision is Decision.WAIT:
-            yield Sleep(max(answer.delay_seconds, 0.01))
-            continue
-        if answer.decision is not Decision.ACCEPT:
-            error = FlowRunAborted(f"flow run {run_id} may not run: {answer.reason}")
-            if parent_task_run_id is not None:
-                _finish_parent_task_run(runtime, parent_task_run_id, error)
-            raise error
-        # Entering RUNNING counts a run (the server's bookkeeping); no read-back needed.
-        run_count += 1
-        runner = template.duplicate()
-        ctx = FlowRunContext(
-            flow_run_id=run_id,
-            flow_name=flow.name,
-            name=created.name,
-            parameters=dict(params),
-            tags=tags,
-            run_count=run_count,
-            scheduled_start=created.expected_start_time,
-            options=opts,
-            task_runner=runner,
-            parent_task_run_id=parent_task_run_id,
-            log_prints=bool(opts.log_prints),
-            completed=completed if retries else None,
-        )
-        token = flow_run_ctx.set(ctx)
-        runtime.start_heartbeat(run_id)
-        runner.start()
-        _hooks(opts.on_running, flow, ctx, answer.state or State(type=StateType.RUNNING))
-        error: BaseException | None = None
-        value: Any = None
+    scope: Scope | None = None
+    ctx: FlowRunContext | None = None
+    runner: Any = None
+    try:
+        with sigterm_as_crash() if parent is None else contextlib.nullcontext():
+            while True:
+                answer = yield from _propose(runtime, run_id, State(type=StateType.RUNNING), fencing_token)
+                if answer.decision is Decision.WAIT:
+                    yield Sleep(max(answer.delay_seconds, 0.01))
+                    continue
+                if answer.decision is not Decision.ACCEPT:
+                    error = FlowRunAborted(f"flow run {run_id} may not run: {answer.reason}")
+                    if parent_task_run_id is not None:
+                        _finish_parent_task_run(runtime, parent_task_run_id, error)
+                    raise error
+                # Entering RUNNING counts a run (the server's bookkeeping); no read-back needed.
+                run_count += 1
+                runner = template.duplicate()
+                # Everything this attempt runs stops together on a cancel, a crash or the flow's timeout.
+                scope = Scope(parent.scope if parent is not None else None, opts.timeout_seconds)
+                ctx = FlowRunContext(
+                    flow_run_id=run_id,
+                    flow_name=flow.name,
+                    name=created.name,
+                    parameters=dict(params),
+                    tags=tags,
+                    run_count=run_count,
+                    scheduled_start=created.expected_start_time,
+                    options=opts,
+                    task_runner=runner,
+                    parent_task_run_id=parent_task_run_id,
+                    log_prints=bool(opts.log_prints),
+                    completed=completed if retries else None,
+                    scope=scope,
+                )
+                outcome = yield from _attempt(flow, runtime, ctx, answer, fencing_token, return_state, parent)
+                if outcome is not _RETRY:
+                    return outcome
+                scope.close()
+    except BaseException as exc:
+        if ctx is None or isinstance(exc, Exception):
+            raise
+        # KeyboardInterrupt, SystemExit, SIGTERM, a cancelled asyncio task: the run crashed in this process.
+        yield from _crash(flow, runtime, ctx, runner, exc, fencing_token)
+        raise
+    finally:
+        if scope is not None:
+            scope.close()
+
+
+_RETRY = object()
+
+
+def _attempt(
+    flow: Flow[Any, Any],
+    runtime: Runtime,
+    ctx: FlowRunContext,
+    answer: Any,
+    fencing_token: str | None,
+    return_state: bool,
+    parent: FlowRunContext | None,
+) -> Steps:
+    """One RUNNING attempt, to its final state: the value (or State), or ``_RETRY``."""
+    opts = flow.options
+    run_id, runner, scope = ctx.flow_run_id, ctx.task_runner, ctx.scope
+    parent_task_run_id = ctx.parent_task_run_id
+    token = flow_run_ctx.set(ctx)
+    runtime.start_heartbeat(run_id, on_cancel=lambda: scope.stop(Cancel))
+    runner.start()
+    _hooks(opts.on_running, flow, ctx, answer.state or State(type=StateType.RUNNING))
+    error: BaseException | None = None
+    value: Any = None
+    try:
+        value = yield Call(flow.fn, (), dict(ctx.parameters), None, scope)
+    except Exception as exc:
+        error = exc
+    finally:
+        flow_run_ctx.reset(token)
+    # Every submitted task finishes and every record is committed before the final state.
+    if ctx.futures:
+        wait(ctx.futures)
+    runner.shutdown()
+    yield Wait(runtime.sync.flush())
+    runtime.stop_heartbeat(run_id)
+    if scope.reason is Cancel:
+        return (yield from _cancelled(flow, runtime, ctx, fencing_token, return_state))
+    if error is None:
+        unhandled = [e for f in ctx.futures if (e := f.failed_unobserved()) is not None]
+        if unhandled:
+            error = unhandled[0]
+    final: State | None = None
+    if error is None:
+        details = StateDetails()
+        if opts.persist_result:
+            try:
+                details = StateDetails(result_ref=_persist(runtime, flow, run_id, value))
+            except Exception as exc:
+                error = _unserialisable(f"flow {flow.name!r}", exc)
+        if error is None:
+            final = State(type=StateType.COMPLETED, details=details)
+    if final is None:
+        assert error is not None
+        name = "TimedOut" if isinstance(error, TimeoutError) else None
+        final = State(type=StateType.FAILED, name=name, message=describe(error))
+    answer = yield from _propose(runtime, run_id, final, fencing_token)
+    state = answer.state or final
+    if error is not None and answer.decision is Decision.REJECT and state.type is StateType.SCHEDULED:
+        return _RETRY  # AwaitingRetry: the next RUNNING proposal waits for the retry time
+    if parent_task_run_id is not None:
+        _finish_parent_task_run(runtime, parent_task_run_id, error)
+    if error is not None:
+        _hooks(opts.on_failure, flow, ctx, state)
+        if return_state:
+            return state.with_result(exception=error)
+        raise error
+    if answer.decision is not Decision.ACCEPT:
+        if state.type is StateType.CANCELLED or state.type is StateType.CANCELLING:
+            _hooks(opts.on_cancellation, flow, ctx, state)
+        raise Conflict(f"flow run {run_id} could not complete: {answer.reason}")
+    _hooks(opts.on_completion, flow, ctx, state)
+    if parent is not None and parent.completed is not None and parent_task_run_id is not None:
+        parent.completed[parent_task_run_id] = State(type=StateType.COMPLETED).with_result(value)
+    return state.with_result(value) if return_state else value
+
+
+def _cancelled(
+    flow: Flow[Any, Any], runtime: Runtime, ctx: FlowRunContext, fencing_token: str | None, return_state: bool
+) -> Steps:
+    """The run was cancelled while it ran (its body and tasks were stopped): it ends CANCELLED."""
+    error = RunCancelled(f"flow run {ctx.flow_run_id} was cancelled")
+    final = State(type=StateType.CANCELLED, message="cancelled while running")
+    answer = yield from _propose(runtime, ctx.flow_run_id, final, fencing_token)
+    state = answer.state or final
+    if ctx.parent_task_run_id is not None:
+        _finish_parent_task_run(runtime, ctx.parent_task_run_id, error, CANCELLED)
+    if state.type is StateType.CANCELLED:
+        _hooks(flow.options.on_cancellation, flow, ctx, state)
+    if return_state:
+        return state.with_result(exception=error)
+    raise error
+
+
+def _crash(
+    flow: Flow[Any, Any],
+    runtime: Runtime,
+    ctx: FlowRunContext,
+    runner: Any,
+    exc: BaseException,
+    fencing_token: str | None,
+) -> Steps:
+    """A BaseException left the run: record CRASHED (CANCELLED when a cancel was asked for) and run the hooks.
+
+    SIGTERM is how a worker stops a cancelled run's process, so a SIGTERM while the
+    run is CANCELLING ends it CANCELLED, with the on_cancellation hooks.
+    """
+    run_id = ctx.flow_run_id
+    ctx.scope.stop(Terminate)  # its running tasks stop too (and end Crashed)
+    if runner is not None:
+        runner.shutdown(wait=False)
+    runtime.stop_heartbeat(run_id)
+    cancelling = ctx.scope.reason is Cancel or runtime.is_cancel_requested(run_id)
+    if not cancelling and isinstance(exc, TerminationSignal):
         try:
-            value = yield Call(flow.fn, (), dict(params), opts.timeout_seconds)
-        except Exception as exc:
-            error = exc
-        finally:
-            flow_run_ctx.reset(token)
-        if error is not None and isinstance(error, TimeoutError):
-            ctx.timed_out = True  # a body still running on its thread may start no more task runs
-        # Every submitted task finishes and every record is committed before the final state.
-        if ctx.futures:
-            wait(ctx.futures)
-        runner.shutdown()
+            current = yield Wait(runtime.submit(runtime.client.read_flow_run(run_id)))
+            cancelling = current.state is not None and current.state.type is StateType.CANCELLING
+        except WeirError:
+            pass
+    if isinstance(exc, TerminationSignal):
+        message = f"the process received signal {exc.signum} (SIGTERM) while the flow ran"
+    else:
+        message = f"execution was interrupted: {describe(exc)}"
+    kind = StateType.CANCELLED if cancelling else StateType.CRASHED
+    try:
         yield Wait(runtime.sync.flush())
-        runtime.stop_heartbeat(run_id)
-        if error is None:
-            unhandled = [e for f in ctx.futures if (e := f.failed_unobserved()) is not None]
-            if unhandled:
-                error = unhandled[0]
-        final: State | None = None
-        if error is None:
-            details = StateDetails()
-            if opts.persist_result:
-                try:
-                    details = StateDetails(result_ref=_persist(runtime, flow, run_id, value))
-                except Exception as exc:
-                    error = _unserialisable(f"flow {flow.name!r}", exc)
-            if error is None:
-                final = State(type=StateType.COMPLETED, details=details)
-        if final is None:
-            assert error is not None
-            name = "TimedOut" if isinstance(error, TimeoutError) else None
-            final = State(type=StateType.FAILED, name=name, message=describe(error))
-        answer = yield from _propose(runtime, run_id, final, fencing_token)
-        state = answer.state or final
-        if error is not None and answer.decision is Decision.REJECT and state.type is StateType.SCHEDULED:
-            continue  # AwaitingRetry: the next RUNNING proposal waits for the retry time
-        if parent_task_run_id is not None:
-            _finish_parent_task_run(runtime, parent_task_run_id, error)
-        if error is not None:
-            _hooks(opts.on_failure, flow, ctx, state)
-            if return_state:
-                return state.with_result(exception=error)
-            raise error
-        if answer.decision is not Decision.ACCEPT:
-            if state.type is StateType.CANCELLED or state.type is StateType.CANCELLING:
-                _hooks(opts.on_cancellation, flow, ctx, state)
-            raise Conflict(f"flow run {run_id} could not complete: {answer.reason}")
-        _hooks(opts.on_completion, flow, ctx, state)
-        if parent is not None and parent.completed is not None and parent_task_run_id is not None:
-            parent.completed[parent_task_run_id] = State(type=StateType.COMPLETED).with_result(value)
-        return state.with_result(value) if return_state else value
+    except WeirError as err:
+        log.warning("task-run records of crashed flow run %s not confirmed: %s", run_id, err)
+    answer = yield from _propose(runtime, run_id, State(type=kind, message=message), fencing_token)
+    if ctx.parent_task_run_id is not None:
+        _finish_parent_task_run(runtime, ctx.parent_task_run_id, exc, CANCELLED if cancelling else CRASHED)
+    state = answer.state
+    if answer.decision is Decision.ACCEPT and state is not None:
+        hooks = flow.options.on_cancellation if cancelling else flow.options.on_crashed
+        _hooks(hooks, flow, ctx, state)
 
 
 #: How long flow-run calls keep retrying while the server is unreachable.
@@ -277,10 +378,15 @@ def _parent_task_run(
     return run_id, None
 
 
-def _finish_parent_task_run(runtime: Runtime, task_run_id: str, error: BaseException | None) -> None:
+def _finish_parent_task_run(
+    runtime: Runtime, task_run_id: str, error: BaseException | None, end: int | None = None
+) -> None:
     from weir.engine.states import COMPLETED, FAILED, new_state
     from weir.v1 import orchestration_pb2 as pb
 
-    state = new_state(COMPLETED) if error is None else new_state(FAILED, message=describe(error))
+    if error is None:
+        state = new_state(COMPLETED)
+    else:
+        state = new_state(end if end is not None else FAILED, message=describe(error))
     proposal = pb.StateProposal(state=state, force=error is not None)
     runtime.sync.submit(proposals=(pb.TaskRunStateProposal(task_run_id=task_run_id, proposal=proposal),))

@@ -14,7 +14,7 @@ import asyncio
 import atexit
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -45,7 +45,9 @@ class Runtime:
         self.client: AsyncWeirClient = self.call(self._make_client(address))
         self.sync = RunSync(self.loop, self._open_sync_stream)
         self._heartbeats: dict[str, asyncio.Task[None]] = {}
+        #: Flow runs a heartbeat answer said were asked to cancel.
         self.cancel_requested: set[str] = set()
+        self._on_cancel: dict[str, Callable[[], None]] = {}
         # `print` in a run with log_prints=True goes to the run logger; elsewhere it is untouched.
         from weir.logging import install_print_hook
 
@@ -82,11 +84,19 @@ class Runtime:
 
     # ---------------------------------------------------------------- heartbeats
 
-    def start_heartbeat(self, flow_run_id: str) -> None:
+    def start_heartbeat(self, flow_run_id: str, on_cancel: Callable[[], None] | None = None) -> None:
+        """Heartbeat the run; ``on_cancel`` is called (once, on the runtime loop) when the server
+        answers that the run was asked to cancel (CANCELLING)."""
+        if on_cancel is not None:
+            self._on_cancel[flow_run_id] = on_cancel
         self.loop.call_soon_threadsafe(self._start_heartbeat, flow_run_id)
 
     def stop_heartbeat(self, flow_run_id: str) -> None:
+        self._on_cancel.pop(flow_run_id, None)
         self.loop.call_soon_threadsafe(self._stop_heartbeat, flow_run_id)
+
+    def is_cancel_requested(self, flow_run_id: str) -> bool:
+        return flow_run_id in self.cancel_requested
 
     def _start_heartbeat(self, flow_run_id: str) -> None:
         self._heartbeats[flow_run_id] = self.loop.create_task(self._beat(flow_run_id))
@@ -102,6 +112,9 @@ class Runtime:
             try:
                 if await self.client.heartbeat_flow_run(flow_run_id):
                     self.cancel_requested.add(flow_run_id)
+                    callback = self._on_cancel.pop(flow_run_id, None)
+                    if callback is not None:
+                        callback()
             except Exception as exc:  # the next beat tries again; the server's timeout is generous
                 log.debug("heartbeat for %s failed: %s", flow_run_id, exc)
 

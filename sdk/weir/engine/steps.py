@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import inspect
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
+
+from weir.engine.interrupts import Body, Scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +31,17 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """Run the user's function; its result (or exception) is sent back."""
+    """Run the user's function; its result (or exception) is sent back.
+
+    The driver runs it as an :class:`~weir.engine.interrupts.Body`, so its
+    timeout and its scope (the flow run attempt: a cancel, a crash) can stop it.
+    """
 
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     timeout: float | None = None
+    scope: Scope | None = None
 
 
 Step = Wait | Sleep | Call
@@ -53,30 +59,13 @@ def drive_sync(steps: Steps) -> Any:
         value, error = None, None
         try:
             if isinstance(step, Call):
-                value = _call_sync(step)
+                value = Body(step.timeout, step.scope).run_sync(step.fn, step.args, step.kwargs)
             elif isinstance(step, Wait):
                 value = step.future.result()
             else:
                 time.sleep(step.seconds)
-        except Exception as exc:  # sent back into the run, which decides its state
+        except BaseException as exc:  # sent back into the run, which decides its state (a crash included)
             error = exc
-
-
-def _call_sync(step: Call) -> Any:
-    if step.timeout is None:
-        result = step.fn(*step.args, **step.kwargs)
-        if inspect.iscoroutine(result):  # an async function called from a sync context
-            return asyncio.run(result)
-        return result
-    # A sync function cannot be interrupted safely: run it on a thread (with the run's context) and stop waiting.
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="weir-timeout")
-    ctx = contextvars.copy_context()
-    try:
-        return pool.submit(ctx.run, _call_sync, Call(step.fn, step.args, step.kwargs)).result(timeout=step.timeout)
-    except concurrent.futures.TimeoutError:
-        raise TimeoutError(f"timed out after {step.timeout}s") from None
-    finally:
-        pool.shutdown(wait=False)
 
 
 async def drive_async(steps: Steps) -> Any:
@@ -92,13 +81,11 @@ async def drive_async(steps: Steps) -> Any:
             if isinstance(step, Call):
                 result = step.fn(*step.args, **step.kwargs)
                 if inspect.isawaitable(result):
-                    result = await (asyncio.wait_for(result, step.timeout) if step.timeout else result)
+                    result = await Body(step.timeout, step.scope).run_async(result)
                 value = result
             elif isinstance(step, Wait):
                 value = await asyncio.wrap_future(step.future)
             else:
                 await asyncio.sleep(step.seconds)
-        except TimeoutError:
-            error = TimeoutError(f"timed out after {step.timeout}s") if isinstance(step, Call) else TimeoutError()
-        except Exception as exc:
+        except BaseException as exc:
             error = exc

@@ -15,8 +15,19 @@ from typing import TYPE_CHECKING, Any
 from weir.cache_policies import CallInfo, KeyFunction
 from weir.context import FlowRunContext, TaskRunContext, tags_ctx, task_run_ctx
 from weir.engine import identity
+from weir.engine.interrupts import Cancel, RunCancelled
 from weir.engine.runtime import Runtime
-from weir.engine.states import COMPLETED, FAILED, PENDING, RUNNING, describe, new_state, to_user_state
+from weir.engine.states import (
+    CANCELLED,
+    COMPLETED,
+    CRASHED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    describe,
+    new_state,
+    to_user_state,
+)
 from weir.engine.steps import Call, Sleep, Steps, Wait
 from weir.errors import InvalidArgument
 from weir.results import LocalFileSystem, encode, serializer_for
@@ -81,8 +92,11 @@ def task_run(
         state=new_state(PENDING),
         policy=pb.RunPolicy(retries=opts.retries, retry_delay_seconds=opts.retry_delays()),
     )
-    if flow.timed_out:
-        raise TaskRunFailed(f"flow run {flow.flow_run_id} timed out: task {name!r} was not started")
+    stopped = flow.scope.reason if flow.scope is not None else None
+    if stopped is Cancel:
+        raise RunCancelled(f"flow run {flow.flow_run_id} was cancelled: task {name!r} was not started")
+    if stopped is not None:
+        raise TaskRunFailed(f"flow run {flow.flow_run_id} is stopping: task {name!r} was not started")
     if flow.completed is not None and run_id in flow.completed:
         # The same call completed in an earlier attempt of this flow run: its result, not a second run.
         earlier = flow.completed[run_id]
@@ -122,7 +136,15 @@ def task_run(
         _hooks(opts.on_running, task, ctx, running)
         try:
             args, kwargs = call_args
-            value = yield Call(body or task.fn, args, kwargs, opts.timeout_seconds)
+            value = yield Call(body or task.fn, args, kwargs, opts.timeout_seconds, flow.scope)
+        except RunCancelled as exc:
+            task_run_ctx.reset(token)
+            cancelled = new_state(CANCELLED, message=describe(exc))
+            _end(runtime, run_id, cancelled)
+            _hooks(opts.on_cancellation, task, ctx, cancelled)
+            if return_state:
+                return to_user_state(cancelled, exception=exc)
+            raise
         except Exception as exc:
             task_run_ctx.reset(token)
             name_ = "TimedOut" if isinstance(exc, TimeoutError) else "Failed"
@@ -145,6 +167,13 @@ def task_run(
             _hooks(opts.on_failure, task, ctx, failed)
             if return_state:
                 return to_user_state(failed, exception=exc)
+            raise
+        except BaseException as exc:
+            # KeyboardInterrupt, SystemExit, a crash of its flow run: the task run crashed.
+            task_run_ctx.reset(token)
+            crashed = new_state(CRASHED, message=f"execution was interrupted: {describe(exc)}")
+            _end(runtime, run_id, crashed)
+            _hooks(opts.on_crashed, task, ctx, crashed)
             raise
         task_run_ctx.reset(token)
         done_details: dict[str, Any] = {}
@@ -170,6 +199,12 @@ def task_run(
         if flow.completed is not None:
             flow.completed[run_id] = to_user_state(completed, value)
         return to_user_state(completed, value) if return_state else value
+
+
+def _end(runtime: Runtime, run_id: str, state: common_pb2.State) -> None:
+    """A final state no rule may turn into a retry (cancelled, crashed)."""
+    proposal = pb.StateProposal(state=state, force=True)
+    runtime.sync.submit(proposals=(pb.TaskRunStateProposal(task_run_id=run_id, proposal=proposal),))
 
 
 def _should_retry(task: Task[Any, Any], ctx: TaskRunContext, failed: common_pb2.State, exc: BaseException) -> bool:
