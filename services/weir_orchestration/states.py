@@ -26,6 +26,7 @@ from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
 from weir_kit.runtime import ServiceContext
 from weir_orchestration import events
+from weir_orchestration.cache_keys import lock_cache_keys
 from weir_orchestration.filters import after_key, next_token
 from weir_orchestration.models import flow_runs, flows, run_states, task_runs
 from weir_orchestration.policy import (
@@ -339,6 +340,8 @@ async def apply(
         for p in proposals
         if kind is RunKind.TASK and p.state.type == RUNNING and p.run_id in runs and not p.state.details.refresh_cache
     }
+    # Two streams asking about one key at once: the second waits for the first's commit (Postgres).
+    await lock_cache_keys(session, wanted_keys, is_postgres=svc.db.is_postgres)
     hits = await _cache_hits(session, wanted_keys - {""}, now, [p.run_id for p in proposals])
     holders = await _cache_holders(session, wanted_keys - {""} - set(hits), now, [p.run_id for p in proposals])
     batch = _Batch()

@@ -177,3 +177,59 @@ def test_concurrent_calls_in_two_flow_runs_run_once() -> None:
         t.join(30)
     assert results == [5, 5]
     assert calls == [5]
+
+
+_TWO_PROCESSES = """
+import pathlib, sys, time
+from weir import INPUTS, flow, task
+
+calls, ready, salt, me = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+@task(cache_policy=INPUTS)
+def compute(key: int, salt: str = salt) -> int:
+    with calls.open("a") as fh:  # one short append per body run: lines never interleave
+        fh.write(f"{key}\\n")
+    time.sleep(0.2)  # keep the key held while the other process asks for it
+    return key * 10
+
+@flow(name="two-processes-" + salt)
+def f() -> list[int]:
+    (ready / me).write_text("x")
+    while len(list(ready.iterdir())) < 2:  # both processes call at the same moment
+        time.sleep(0.01)
+    return compute.map(range(12)).result()
+
+print(f())
+"""
+
+
+def test_concurrent_calls_in_two_processes_run_once(stack: Any, tmp_path: Any) -> None:
+    """Two processes (two SyncRuns streams, so two server transactions at once) and twelve keys:
+    each body runs once; the other call of each key waits and ends Cached with the first's result."""
+    import os
+    import subprocess
+    import sys
+
+    from weir.client import WeirClient
+    from weir.client.types import FlowRunFilter
+
+    script = tmp_path / "two.py"
+    script.write_text(_TWO_PROCESSES)
+    calls, ready = tmp_path / "calls", tmp_path / "ready"
+    ready.mkdir()
+    salt = unique("salt")
+    env = {**os.environ, "WEIR_API_ADDRESS": stack.address, "WEIR_HOME": str(tmp_path / "home")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(calls), str(ready), salt, str(i)], env=env, stdout=subprocess.PIPE
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode().strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outputs == [str([k * 10 for k in range(12)])] * 2
+    assert sorted(calls.read_text().split()) == sorted(str(k) for k in range(12))
+    with WeirClient(stack.address) as client:
+        runs = list(client.iter_flow_runs(FlowRunFilter(flow_names=(f"two-processes-{salt}",))))
+        names = [t.state.display_name for r in runs for t in task_runs_of(client, r.id)]  # type: ignore[union-attr]
+    assert sorted(names) == ["Cached"] * 12 + ["Completed"] * 12
