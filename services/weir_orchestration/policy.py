@@ -228,13 +228,19 @@ def prevent_leaving_terminal(ctx: TransitionContext) -> Verdict | None:
         return None  # a rerun of a finished flow run
     if (
         ctx.kind is RunKind.TASK
-        and ctx.current.type in (FAILED, CRASHED)
         and ctx.proposed.type in (PENDING, RUNNING)
         and ctx.parent_running_since is not None
         and ctx.current.timestamp < ctx.parent_running_since
+        and (ctx.current.type in (FAILED, CRASHED) or _completed_without_result(ctx.current))
     ):
-        return None  # the task failed in an earlier attempt of its flow run: the retried flow runs it again
+        # An earlier attempt of its flow run left it failed, or completed with no result anyone can read
+        # (not persisted; the process that held it is gone): the retried flow runs it again, like Prefect.
+        return None
     return reject(f"run is {ctx.current.describe()}, a terminal state: it cannot move to {ctx.proposed.describe()}")
+
+
+def _completed_without_result(state: State) -> bool:
+    return state.type == COMPLETED and not state.details.result_ref
 
 
 @rule(from_types=[PENDING, RUNNING, CANCELLING], to_types=[PENDING])

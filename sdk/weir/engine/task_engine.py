@@ -125,6 +125,12 @@ def task_run(
                 from weir.results import load_result
 
                 ref = answer.state.details.result_ref
+                if not ref and answer.state.name != CACHED:
+                    # The server lets a retried flow run such a call again; this one completed in this attempt.
+                    raise TaskRunFailed(
+                        f"task run {name} already completed but its result was not persisted "
+                        "(set persist_result=True to keep it)"
+                    )
                 value = load_result(ref) if ref else None
                 return to_user_state(answer.state, value) if return_state else value
             if answer.decision != pb.ACCEPT:

@@ -175,3 +175,60 @@ def test_flow_retries_exhausted_end_failed(client: Any) -> None:
         state.result()
     run = only_flow_run(client, name)
     assert run.run_count == 2 and run.state is not None and run.state.is_failed()
+
+
+_RETRIED_ELSEWHERE = """
+import pathlib
+from weir import flow, task
+
+here = pathlib.Path(__file__).parent
+
+@task  # persist_result off: the value lives only in the process that ran it
+def compute() -> int:
+    with (here / "calls").open("a") as fh:
+        fh.write("ran\\n")
+    return 42
+
+@flow(persist_result=True)
+def retried() -> int:
+    value = compute()
+    marker = here / "first-attempt-done"
+    if not marker.exists():
+        marker.write_text("x")
+        raise SystemExit(1)  # this process ends; the run crashes and a retry is due
+    return value
+"""
+
+
+def test_a_flow_retried_in_another_process_runs_a_task_whose_result_was_not_kept(
+    stack: Any, client: Any, tmp_path: Any
+) -> None:
+    """The first attempt's task completed with no persisted result; its process is gone. The retry,
+    in a new process, runs that task again (like Prefect) instead of returning None for it."""
+    import os
+    import subprocess
+    import sys
+
+    from weir.client.types import RunPolicy, StateType
+    from weir.results import load_result
+
+    (tmp_path / "retried_flow.py").write_text(_RETRIED_ELSEWHERE)
+    run = client.create_flow_run(flow_name=unique("retried-elsewhere"), policy=RunPolicy(retries=1))
+    env = {
+        **os.environ,
+        "WEIR_API_ADDRESS": stack.address,
+        "WEIR_HOME": str(tmp_path / "home"),
+        "WEIR_FLOW_RUN_ID": run.id,
+        "WEIR_ENTRYPOINT": f"{tmp_path / 'retried_flow.py'}:retried",
+    }
+    first = subprocess.run([sys.executable, "-m", "weir.engine.execute"], env=env, timeout=120)
+    assert first.returncode != 0
+    assert client.read_flow_run(run.id).state.name == "AwaitingRetry"
+    second = subprocess.run([sys.executable, "-m", "weir.engine.execute"], env=env, timeout=120)
+    assert second.returncode == 0
+    done = client.read_flow_run(run.id)
+    assert done.state.type is StateType.COMPLETED and done.run_count == 2
+    assert load_result(done.state.details.result_ref) == 42  # not None
+    assert (tmp_path / "calls").read_text().split() == ["ran", "ran"]
+    (tr,) = task_runs_of(client, run.id)
+    assert state_names(client, task_run_id=tr.id)[-3:] == ["Completed", "Running", "Completed"]

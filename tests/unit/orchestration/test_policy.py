@@ -242,11 +242,20 @@ def test_task_failed_in_an_earlier_flow_attempt_may_run_again() -> None:
     earlier = st(FAILED, at=NOW - timedelta(seconds=5))
     c = ctx(earlier, st(RUNNING), kind=RunKind.TASK, parent_running_since=NOW - timedelta(seconds=1))
     assert decide(c).decision is Decision.ACCEPT
-    # Not when it failed during the flow run's current attempt, nor when it completed.
+    # Not when it failed during the flow run's current attempt, nor when it completed with a result.
     assert decide(replace(c, parent_running_since=NOW - timedelta(seconds=9))).decision is Decision.REJECT
-    assert decide(replace(c, current=st(COMPLETED, at=NOW - timedelta(seconds=5)))).decision is Decision.REJECT
+    kept = st(COMPLETED, at=NOW - timedelta(seconds=5), result_ref="file:///r")
+    assert decide(replace(c, current=kept)).decision is Decision.REJECT
     assert decide(replace(c, parent_running_since=None)).decision is Decision.REJECT
     assert decide(replace(c, kind=RunKind.FLOW)).decision is Decision.REJECT
+
+
+def test_task_completed_without_a_result_in_an_earlier_flow_attempt_runs_again() -> None:
+    """Its result was never persisted and the process that held it may be gone: run it again (Prefect)."""
+    earlier = st(COMPLETED, at=NOW - timedelta(seconds=5))
+    c = ctx(earlier, st(RUNNING), kind=RunKind.TASK, parent_running_since=NOW - timedelta(seconds=1))
+    assert decide(c).decision is Decision.ACCEPT
+    assert decide(replace(c, parent_running_since=NOW - timedelta(seconds=9))).decision is Decision.REJECT
 
 
 def test_cache_is_for_task_runs_only() -> None:
