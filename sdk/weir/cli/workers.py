@@ -49,6 +49,14 @@ def start_worker(
         float | None,
         typer.Option("--drain-timeout", min=0, help="Seconds a drain waits for active runs (default: no limit)."),
     ] = None,
+    fork_server: Annotated[
+        bool,
+        typer.Option(
+            "--fork-server/--no-fork-server",
+            help="Fork runs from a warm interpreter that has Weir imported (Linux; default) "
+            "instead of starting a new one per run.",
+        ),
+    ] = True,
 ) -> None:
     """Run the pool's flow runs, each in a subprocess, as the server assigns them.
 
@@ -68,7 +76,7 @@ def start_worker(
         await ensure_work_pool(client, pool)
         worker = ProcessWorker(
             client, pool=pool, name=name, queues=queue or (), limit=limit, drain_timeout=drain_timeout,
-            worker_env=worker_env_for(Settings(), client.address),
+            worker_env=worker_env_for(Settings(), client.address), fork_server=fork_server,
         )
         queues = ", ".join(worker.queues) or "all"
         worker_log.info(

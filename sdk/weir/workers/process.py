@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-__all__ = ["FlowRunProcess", "JobConfiguration", "LaunchSpec", "launch_spec"]
+__all__ = ["FlowRunProcess", "JobConfiguration", "LaunchSpec", "RunProcess", "die_with_worker_prefix", "launch_spec"]
 
 log = logging.getLogger("weir.worker")
 
@@ -72,6 +72,8 @@ class LaunchSpec:
     args: tuple[str, ...]
     env: dict[str, str]
     cwd: str | None
+    #: The command is Weir's own ``python -m weir.engine.execute``: a warm fork server may start it instead.
+    runs_engine: bool = False
 
 
 def launch_spec(
@@ -105,55 +107,45 @@ def launch_spec(
     command = shlex.split(job.command) if job.command else [sys.executable, "-m", "weir.engine.execute"]
     if not command:
         raise ValueError("job variable 'command' is empty")
-    prefix = _die_with_worker_prefix() if die_with_worker else []
-    return LaunchSpec(args=(*prefix, *command), env=env, cwd=job.working_dir)
+    prefix = die_with_worker_prefix() if die_with_worker else []
+    return LaunchSpec(args=(*prefix, *command), env=env, cwd=job.working_dir, runs_engine=not job.command)
 
 
-def _die_with_worker_prefix() -> list[str]:
+def die_with_worker_prefix() -> list[str]:
     """``setpriv --pdeathsig KILL --``: the kernel kills the child when the worker dies, however it dies."""
     setpriv = shutil.which("setpriv")
     return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv and sys.platform.startswith("linux") else []
 
 
-class FlowRunProcess:
-    """The subprocess of one run: start it, stream its output, wait for it, stop it.
+class RunProcess:
+    """A started run's process, however it was started: its output, its exit, stopping it.
 
-    Start and stop from the worker's event loop thread: the parent-death
-    signal follows the thread that spawned the child.
+    Subclasses start the process and say how its exit code is awaited;
+    stopping signals the process group, which each run leads.
     """
 
-    def __init__(self, spec: LaunchSpec, *, label: str, stream_output: bool, out: IO[str] | None = None) -> None:
-        self.spec = spec
+    def __init__(self, *, label: str, stream_output: bool, out: IO[str] | None = None) -> None:
         self.label = label
         self.stream_output = stream_output
         self._out = out
-        self._proc: asyncio.subprocess.Process | None = None
+        self._pid: int | None = None
         self._pump: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._pid
 
     async def start(self) -> None:
-        """Spawn the process (raises ``OSError`` when it cannot: bad command or directory)."""
-        output = asyncio.subprocess.PIPE if self.stream_output else asyncio.subprocess.DEVNULL
-        self._proc = await asyncio.create_subprocess_exec(
-            *self.spec.args,
-            cwd=self.spec.cwd,
-            env=self.spec.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=output,
-            stderr=asyncio.subprocess.STDOUT if self.stream_output else asyncio.subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: a cancel reaches its children too
-            limit=MAX_LINE_BYTES,
-        )
-        if self.stream_output and self._proc.stdout is not None:
-            self._pump = asyncio.create_task(self._forward(self._proc.stdout))
+        """Start the process (raises ``OSError`` when it cannot: bad command or directory)."""
+        raise NotImplementedError
+
+    async def _exit_code(self) -> int:
+        raise NotImplementedError
 
     async def wait(self) -> int:
         """Wait for the process to exit; its return code (negative: killed by that signal)."""
-        assert self._proc is not None, "start() first"
-        code = await self._proc.wait()
+        assert self._pid is not None, "start() first"
+        code = await self._exit_code()
         if self._pump is not None:
             with contextlib.suppress(Exception):
                 await self._pump  # the last lines before exit still reach the worker's output
@@ -161,22 +153,25 @@ class FlowRunProcess:
 
     def signal_group(self, signum: int) -> None:
         """Send ``signum`` to the run's whole process group (the child and whatever it started)."""
-        if self._proc is None:
+        if self._pid is None:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, signum)
+            os.killpg(self._pid, signum)
 
     async def terminate(self, grace_seconds: float) -> None:
         """SIGTERM to the group; SIGKILL to what is left after ``grace_seconds``."""
-        if self._proc is None:
+        if self._pid is None:
             return
         self.signal_group(signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(self._proc.wait()), grace_seconds)
+            await asyncio.wait_for(asyncio.shield(self._exit_code()), grace_seconds)
         except TimeoutError:
             log.warning("%s did not stop within %gs of SIGTERM; killing it", self.label, grace_seconds)
         # Also after a graceful exit: grandchildren left in the group must not outlive a cancelled run.
         self.signal_group(signal.SIGKILL)
+
+    def _pump_output(self, stream: asyncio.StreamReader) -> None:
+        self._pump = asyncio.create_task(self._forward(stream))
 
     async def _forward(self, stream: asyncio.StreamReader) -> None:
         out = self._out or sys.stdout
@@ -190,3 +185,36 @@ class FlowRunProcess:
                 return
             out.write(prefix + line.decode(errors="replace").rstrip("\r\n") + "\n")
             out.flush()
+
+
+class FlowRunProcess(RunProcess):
+    """A run in a new interpreter: ``create_subprocess_exec`` of the launch spec.
+
+    Start and stop from the worker's event loop thread: the parent-death
+    signal follows the thread that spawned the child.
+    """
+
+    def __init__(self, spec: LaunchSpec, *, label: str, stream_output: bool, out: IO[str] | None = None) -> None:
+        super().__init__(label=label, stream_output=stream_output, out=out)
+        self.spec = spec
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        output = asyncio.subprocess.PIPE if self.stream_output else asyncio.subprocess.DEVNULL
+        self._proc = await asyncio.create_subprocess_exec(
+            *self.spec.args,
+            cwd=self.spec.cwd,
+            env=self.spec.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT if self.stream_output else asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: a cancel reaches its children too
+            limit=MAX_LINE_BYTES,
+        )
+        self._pid = self._proc.pid
+        if self.stream_output and self._proc.stdout is not None:
+            self._pump_output(self._proc.stdout)
+
+    async def _exit_code(self) -> int:
+        assert self._proc is not None
+        return await self._proc.wait()

@@ -36,7 +36,15 @@ from weir.settings import Settings
 from weir.v1 import deployments_pb2 as pb
 from weir.v1 import deployments_pb2_grpc
 from weir.workers.credits import CreditLedger
-from weir.workers.process import FlowRunProcess, JobConfiguration, launch_spec
+from weir.workers.forkserver import ForkServer, ForkServerUnavailable, fork_server_supported
+from weir.workers.process import (
+    FlowRunProcess,
+    JobConfiguration,
+    LaunchSpec,
+    RunProcess,
+    die_with_worker_prefix,
+    launch_spec,
+)
 from weir.workers.stream import Backoff, WorkerStream
 
 __all__ = ["PROCESS_POOL_TYPES", "ProcessWorker", "default_worker_name", "ensure_work_pool", "worker_env_for"]
@@ -93,7 +101,7 @@ async def ensure_work_pool(client: Any, name: str, *, type: str = "process") -> 
 class _ActiveRun:
     assign: pb.Assign
     label: str
-    process: FlowRunProcess | None = None
+    process: RunProcess | None = None
     job: JobConfiguration = field(default_factory=JobConfiguration)
     cancelling: bool = False
 
@@ -125,6 +133,7 @@ class ProcessWorker:
         worker_env: Mapping[str, str] | None = None,
         handle_signals: bool = True,
         out: IO[str] | None = None,
+        fork_server: bool | None = None,
     ) -> None:
         self.client = client
         self.pool = pool
@@ -143,6 +152,14 @@ class ProcessWorker:
         self._stops = 0
         #: Some run's process was stopped by the worker itself (a forced stop): exit code 1.
         self._stopped_runs = False
+        use_forks = fork_server_supported() if fork_server is None else fork_server and fork_server_supported()
+        #: The warm interpreter runs are forked from (weir.workers.forkserver); None: spawn each run.
+        self._forks = (
+            ForkServer(env={**os.environ, **self.worker_env}, die_with_worker_prefix=die_with_worker_prefix())
+            if use_forks
+            else None
+        )
+        self._forks_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -160,6 +177,9 @@ class ProcessWorker:
             address=transport.service_addresses.get("deployments", transport.address),
             backoff=Backoff(first=0.1, cap=5.0),
         )
+        if self._forks is not None:
+            # Warm before the first credit goes out: runs pushed at once would otherwise queue behind its imports.
+            await self._start_fork_server()
         signals = (signal.SIGINT, signal.SIGTERM) if self._handle_signals else ()
         for signum in signals:
             loop.add_signal_handler(signum, self.stop)
@@ -178,6 +198,8 @@ class ProcessWorker:
             if not stream_task.done():
                 stream_task.cancel()
             await asyncio.gather(stream_task, stop_task, return_exceptions=True)
+            if self._forks is not None:
+                await self._forks.close()
 
     def stop(self) -> None:
         """First call: drain. Second: terminate the runs. Third: kill them (signal-handler safe)."""
@@ -288,9 +310,7 @@ class ProcessWorker:
                     entrypoint=assign.entrypoint,
                     worker_env=self.worker_env,
                 )
-                stream_output = active.job.stream_output
-                process = FlowRunProcess(spec, label=active.label, stream_output=stream_output, out=self._out)
-                await process.start()
+                process = await self._start_process(spec, active)
             except (OSError, ValueError) as exc:
                 log.error("flow run %s: could not start its process: %s", run_id, exc)
                 await self._settle(assign, StateType.CRASHED, f"could not start the flow run process: {exc}")
@@ -315,6 +335,33 @@ class ProcessWorker:
             self._ledger.finished()
             self._grant()
             self._send(pb.WorkerMessage(heartbeat=self.heartbeat()))
+
+    async def _start_process(self, spec: LaunchSpec, active: _ActiveRun) -> RunProcess:
+        """Fork the run from the warm interpreter when it can start there; else spawn a new one."""
+        stream_output = active.job.stream_output
+        if self._forks is not None and self._forks.accepts(spec) and await self._start_fork_server():
+            try:
+                return await self._forks.launch(spec, label=active.label, stream_output=stream_output, out=self._out)
+            except ForkServerUnavailable as exc:
+                log.warning("flow run %s: %s; starting a new interpreter", active.assign.flow_run_id, exc)
+        process = FlowRunProcess(spec, label=active.label, stream_output=stream_output, out=self._out)
+        await process.start()
+        return process
+
+    async def _start_fork_server(self) -> bool:
+        """Start (or restart) the fork server; False, and no fork server from now on, when it cannot start."""
+        async with self._forks_lock:
+            if self._forks is None:
+                return False
+            if self._forks.running:
+                return True
+            try:
+                await self._forks.start()
+                return True
+            except (OSError, ForkServerUnavailable) as exc:
+                log.warning("the fork server did not start (%s); every run starts a new interpreter", exc)
+                self._forks = None
+                return False
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str | None = None) -> None:
         # Kept until done (the loop holds tasks weakly), and waited for by the drain.
