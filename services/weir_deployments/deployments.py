@@ -10,6 +10,7 @@ again from now.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -84,7 +85,9 @@ async def upsert(
     msg = req.deployment
     flow_name = check_name(msg.flow_name, "deployment.flow_name")
     name = check_name(msg.name, "deployment.name")
-    specs = _parse_specs(msg)
+    # In a thread when there is an rrule: proving that a rule such as FREQ=MINUTELY;BYMONTH=2;BYMONTHDAY=30
+    # never produces a time makes dateutil search to year 9999 (seconds), which must not stall the loop.
+    specs = await asyncio.to_thread(_parse_specs, msg) if any(s.rrule for s in msg.schedules) else _parse_specs(msg)
     schema = struct_to_dict(msg.parameter_schema)
     check_schema(schema, "deployment.parameter_schema")
     params = struct_to_dict(msg.parameters)

@@ -152,6 +152,19 @@ async def test_invalid_schedules_are_invalid_argument_naming_the_field(
     )
 
 
+async def test_an_rrule_that_never_fires_is_refused_without_stalling_the_service(api: Api) -> None:
+    # dateutil searches to year 9999 (seconds) to prove this rule empty; other calls are served meanwhile.
+    pool = await make_pool(api)
+    never = pb.Schedule(rrule="FREQ=MINUTELY;BYMONTH=2;BYMONTHDAY=30")
+    msg = pb.Deployment(flow_name=unique("flow"), name="d", work_pool_name=pool.name, schedules=[never])
+    slow = asyncio.ensure_future(api.deployments.UpsertDeployment(pb.UpsertDeploymentRequest(deployment=msg)))
+    await asyncio.sleep(0.2)  # the check is under way
+    await api.deployments.GetWorkPool(pb.GetWorkPoolRequest(name=pool.name))
+    assert not slow.done()  # answered while the rule was still being searched
+    err = await expect(slow, grpc.StatusCode.INVALID_ARGUMENT, "deployment.schedules[0].rrule")
+    assert "never produces a time" in err.details()
+
+
 async def test_job_variables_are_validated_layer_by_layer(api: Api) -> None:
     pool = await make_pool(api)
     msg = pb.Deployment(
