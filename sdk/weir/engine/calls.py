@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import functools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -78,8 +80,12 @@ def _run_submitted(
     planned: tuple[str, str, int],
     body: Any,
     wait_for: list[WeirFuture[Any]],
+    drive: Any = None,
 ) -> Any:
-    """A submitted call, on a runner thread: wait for its upstreams, then run it like a direct call."""
+    """A submitted call, on a runner thread: wait for its upstreams, then run it like a direct call.
+
+    ``drive=drive_async`` (on the flow's loop, upstreams already awaited): returns the coroutine.
+    """
     try:
         for upstream in wait_for:
             upstream.wait()
@@ -99,10 +105,10 @@ def _run_submitted(
         task, body = task.with_options(retries=0), refuse
     params = task.bind(args, kwargs)
     steps = task_run(task, get_runtime(), flow, params, (args, kwargs), True, planned, body)
+    if drive is not None:
+        return drive(steps)
     if task.is_async and body is None:
-        import asyncio
-
-        return asyncio.run(drive_async(steps))
+        return asyncio.run(drive_async(steps))  # submitted from sync code: a loop of its own on the runner thread
     return drive_sync(steps)
 
 
@@ -120,14 +126,77 @@ def submit_task(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, A
         raise InvalidArgument(f"task {task.name!r}: {exc}") from None
     planned = plan_identity(task.task_key, flow, params)
     runner = flow.task_runner
+    in_processes = getattr(runner, "runs_in_processes", False)
+    loop = _running_loop() if task.is_async and not in_processes else None
+    if loop is not None:
+        # An async task submitted from a coroutine (an async flow) runs on that loop, beside the flow.
+        future = _submit_on_loop(loop, task, flow, args, kwargs, planned, wait_for)
+        flow.futures.append(future)
+        return future
     body = None
-    if getattr(runner, "runs_in_processes", False):
+    if in_processes:
         body = functools.partial(runner.run_in_process, task.fn)
     # Upstreams were submitted earlier, so on a FIFO pool they start first: waiting cannot deadlock.
     inner = runner.submit(_run_submitted, task, flow, args, kwargs, planned, body, wait_for)
-    future: WeirFuture[Any] = WeirFuture(planned[0], inner)
+    future = WeirFuture(planned[0], inner)
     flow.futures.append(future)
     return future
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _submit_on_loop(
+    loop: asyncio.AbstractEventLoop,
+    task: Task[Any, Any],
+    flow: FlowRunContext,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    planned: tuple[str, str, int],
+    wait_for: list[WeirFuture[Any]],
+) -> WeirFuture[Any]:
+    """An asyncio task on the caller's loop, seen through a concurrent future like any submission."""
+    inner: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    inner.set_running_or_notify_cancel()
+    running = loop.create_task(_run_submitted_async(task, flow, args, kwargs, planned, wait_for))
+
+    def settle(done: asyncio.Task[Any]) -> None:
+        if done.cancelled():
+            inner.set_exception(concurrent.futures.CancelledError(f"task run {planned[0]} was cancelled"))
+        elif (error := done.exception()) is not None:
+            inner.set_exception(error)
+        else:
+            inner.set_result(done.result())
+
+    running.add_done_callback(settle)
+    return WeirFuture(planned[0], inner, loop=loop, task=running)
+
+
+async def _run_submitted_async(
+    task: Task[Any, Any],
+    flow: FlowRunContext,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    planned: tuple[str, str, int],
+    wait_for: list[WeirFuture[Any]],
+) -> Any:
+    """A submitted async call on the flow's loop: await its upstreams, then run it like a direct call."""
+    upstreams = [*wait_for, *_futures_in(args, kwargs)]
+    for upstream in upstreams:
+        await upstream.wait_async()
+    return await _run_submitted(task, flow, args, kwargs, planned, None, wait_for, drive=drive_async)
+
+
+def _futures_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[WeirFuture[Any]]:
+    found: list[WeirFuture[Any]] = []
+    for value in (*args, *kwargs.values()):
+        items = value if isinstance(value, list | tuple) else (value,)
+        found.extend(v for v in items if isinstance(v, WeirFuture))
+    return found
 
 
 def map_task(task: Task[Any, Any], iterables: tuple[Any, ...], kwargs: dict[str, Any]) -> FutureList[Any]:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from weir.client.types import Decision, FlowRun, RunPolicy, State, StateDetails, StateType
 from weir.context import FlowRunContext, flow_run_ctx, tags_ctx
 from weir.engine import identity
-from weir.engine.futures import wait
+from weir.engine.futures import all_done
 from weir.engine.interrupts import Cancel, RunCancelled, Scope, Terminate, TerminationSignal, sigterm_as_crash
 from weir.engine.runtime import Runtime
 from weir.engine.states import CANCELLED, CRASHED, describe
@@ -181,7 +181,7 @@ def _attempt(
         flow_run_ctx.reset(token)
     # Every submitted task finishes and every record is committed before the final state.
     if ctx.futures:
-        wait(ctx.futures)
+        yield Wait(all_done(ctx.futures))  # a step: an async flow's loop keeps running its tasks meanwhile
     runner.shutdown()
     yield Wait(runtime.sync.flush())
     runtime.stop_heartbeat(run_id)

@@ -200,10 +200,61 @@ async def test_async_tasks_submitted_and_gathered() -> None:
     @flow(name=unique("async-submit"))
     async def f() -> list[int]:
         direct = await asyncio.gather(*(ainc(i) for i in range(5)))
-        submitted = ainc.map(range(3)).result()
+        submitted = await ainc.map(range(3))
         return [*direct, *submitted]
 
     assert await f() == [1, 2, 3, 4, 5, 1, 2, 3]
+
+
+async def test_async_tasks_submitted_in_an_async_flow_run_on_its_loop(client: Any) -> None:
+    import asyncio
+    import threading
+
+    from weir.errors import WeirError
+
+    seen: list[tuple[Any, int]] = []
+
+    @task
+    async def where(x: int) -> int:
+        seen.append((asyncio.get_running_loop(), threading.get_ident()))
+        await asyncio.sleep(0)
+        return x
+
+    @task
+    async def add(a: int, b: int) -> int:
+        seen.append((asyncio.get_running_loop(), threading.get_ident()))
+        return a + b
+
+    @flow(name=unique("async-loop"))
+    async def f() -> tuple[Any, int, list[int], int, str]:
+        loop, me = asyncio.get_running_loop(), threading.get_ident()
+        first = where.submit(1)
+        with pytest.raises(WeirError, match="await"):
+            first.result()  # would block the loop the task needs
+        both = add.submit(first, where.submit(2), wait_for=[first])  # futures as arguments
+        mapped = await where.map(range(3))
+        return loop, me, mapped, await both, current_flow_run_id()
+
+    loop, me, mapped, total, run_id = await f()
+    assert mapped == [0, 1, 2] and total == 3
+    assert len(seen) == 6 and all(s == (loop, me) for s in seen)
+    runs = task_runs_of(client, run_id)
+    assert len(runs) == 6 and all(r.state is not None and r.state.is_completed() for r in runs)
+
+
+def test_async_tasks_submitted_in_a_sync_flow_still_run(client: Any) -> None:
+    import asyncio
+
+    @task
+    async def ainc(x: int) -> int:
+        await asyncio.sleep(0)
+        return x + 1
+
+    @flow(name=unique("sync-submits-async"))
+    def f() -> list[int]:
+        return ainc.map(range(4)).result()
+
+    assert f() == [1, 2, 3, 4]
 
 
 def test_process_pool_runs_bodies_in_worker_processes(client: Any) -> None:
