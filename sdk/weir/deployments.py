@@ -24,19 +24,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import os
 import typing
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from weir.client.types import CollisionStrategy, Deployment, EventFilter, FlowRun, Schedule
+from weir.client.types import CollisionStrategy, Deployment, EventFilter, FlowRun, Schedule, State, StateType
 from weir.errors import InvalidArgument, NotFound, WeirError
 
 if TYPE_CHECKING:
     from weir.client import AsyncWeirClient
     from weir.flows import Flow
+
+log = logging.getLogger("weir.deployments")
 
 __all__ = [
     "apply_deployment",
@@ -271,13 +276,18 @@ def run_deployment(
     returns at once, otherwise it waits at most ``timeout`` seconds; the
     FlowRun is returned as last seen (check ``flow_run.state``). A worker of
     the deployment's pool must be running for the run to start.
+
+    Called inside a flow, the new run is a child of that flow run, as a
+    subflow is: a task run named after the deployment stands for the call in
+    the caller and ends in the child's final state (COMPLETED when the call
+    did not wait for one). Called inside a task, that task run is the parent.
     """
     spec = dict(locals())  # first statement: exactly the arguments
     del spec["name_or_id"]
     from weir.engine.runtime import get_runtime
 
     runtime = get_runtime()
-    return runtime.call(_run_deployment(runtime.client, name_or_id, **spec))
+    return runtime.call(_run_deployment(runtime.client, name_or_id, caller=_caller(), **spec))
 
 
 async def arun_deployment(
@@ -300,13 +310,29 @@ async def arun_deployment(
     from weir.engine.runtime import get_runtime
 
     runtime = get_runtime()
-    return await runtime.acall(_run_deployment(runtime.client, name_or_id, **spec))
+    return await runtime.acall(_run_deployment(runtime.client, name_or_id, caller=_caller(), **spec))
+
+
+@dataclass(frozen=True)
+class _Caller:
+    """Where ``run_deployment`` was called from (read on the caller's thread: context variables)."""
+
+    flow_run_id: str | None
+    task_run_id: str | None
+
+
+def _caller() -> _Caller:
+    from weir.context import flow_run_ctx, task_run_ctx
+
+    flow_ctx, task_ctx = flow_run_ctx.get(), task_run_ctx.get()
+    return _Caller(flow_ctx.flow_run_id if flow_ctx else None, task_ctx.task_run_id if task_ctx else None)
 
 
 async def _run_deployment(
     client: AsyncWeirClient,
     name_or_id: str,
     *,
+    caller: _Caller,
     timeout: float | None,  # noqa: ASYNC109 - see arun_deployment
     poll_interval: float,
     flow_run_name: str | None,
@@ -314,8 +340,43 @@ async def _run_deployment(
 ) -> FlowRun:
     deployment = await read_deployment(client, name_or_id)
     assert deployment.id is not None  # stored deployments always have one
-    flow_run_id = await client.create_flow_run_from_deployment(deployment.id, name=flow_run_name, **options)
-    return await wait_for_flow_run(client, flow_run_id, timeout=timeout, poll_interval=poll_interval)
+    if caller.task_run_id is not None or caller.flow_run_id is None:
+        flow_run_id = await client.create_flow_run_from_deployment(
+            deployment.id, name=flow_run_name, parent_task_run_id=caller.task_run_id, **options
+        )
+        return await wait_for_flow_run(client, flow_run_id, timeout=timeout, poll_interval=poll_interval)
+    # In a flow: a task run of the caller stands for this call, and the new run is its child.
+    full_name = f"{deployment.flow_name}/{deployment.name}"
+    link_run = await client.create_task_run(
+        flow_run_id=caller.flow_run_id,
+        name=f"run_deployment-{full_name}",
+        task_key=f"run_deployment:{full_name}",
+        dynamic_key=str(uuid.uuid4()),
+        state=State(type=StateType.RUNNING),
+    )
+    link = link_run.id
+    try:
+        flow_run_id = await client.create_flow_run_from_deployment(
+            deployment.id, name=flow_run_name, parent_task_run_id=link, **options
+        )
+        run = await wait_for_flow_run(client, flow_run_id, timeout=timeout, poll_interval=poll_interval)
+    except BaseException as exc:
+        await _end_link(client, link, State(type=StateType.FAILED, message=f"run_deployment {full_name}: {exc!r}"))
+        raise
+    if run.state is not None and run.state.is_final():
+        end = State(type=run.state.type, message=f"flow run {run.name} ended {run.state.display_name}")
+    else:
+        end = State(type=StateType.COMPLETED, message=f"created flow run {run.name} (not waited for)")
+    await _end_link(client, link, end)
+    return run
+
+
+async def _end_link(client: AsyncWeirClient, task_run_id: str, state: State) -> None:
+    """End the task run that stands for a run_deployment call (best effort: the call's outcome stands)."""
+    try:
+        await client.set_task_run_state(task_run_id, state, force=True)
+    except WeirError as exc:
+        log.warning("could not end task run %s of run_deployment: %s", task_run_id, exc)
 
 
 async def read_deployment(client: AsyncWeirClient, name_or_id: str) -> Deployment:

@@ -31,6 +31,7 @@ class Orchestration:
             parameters=request.get("parameters") or {},
             tags=request.get("tags") or (),
             deployment_id=request["deployment_id"],
+            parent_task_run_id=request.get("parent_task_run_id") or None,
             idempotency_key=request.get("idempotency_key") or flow_run_id,
             state=State(type=StateType.SCHEDULED, name="Scheduled", details=StateDetails(scheduled_time=when)),
             policy=RunPolicy(

@@ -62,8 +62,10 @@ def create_request(
     tags: Sequence[str] = (),
     name: str = "",
     idempotency_key: str = "",
+    parent_task_run_id: str = "",
 ) -> dict[str, Any]:
     return {
+        "parent_task_run_id": parent_task_run_id,
         "flow_name": deployment.flow_name,
         "deployment_id": deployment.id,
         "parameters": parameters,
@@ -136,7 +138,11 @@ async def create_from_deployment(
             job_variables.raise_problem(problem, "job_variables")
         flow_run_id = str(uuid.uuid5(RUN_NAMESPACE, f"{dep.id}/{key}")) if key else str(uuid.uuid4())
         when = scheduled or now
-        request = create_request(dep, when, parameters=parameters, tags=req.tags, name=req.name, idempotency_key=key)
+        parent = parse_id(req.parent_task_run_id, "parent_task_run_id") if req.parent_task_run_id else ""
+        request = create_request(
+            dep, when, parameters=parameters, tags=req.tags, name=req.name, idempotency_key=key,
+            parent_task_run_id=parent,
+        )
         row = new_row(flow_run_id, dep, queue, when, request, now, job_vars=run_vars)
         inserted = await session.execute(insert_ignore(svc.db, deployment_runs).values(row))
     await materialize(svc, orch, [flow_run_id])

@@ -194,6 +194,7 @@ class DeploymentsAPI:
         job_variables: Mapping[str, Any] | None = None,
         name: str | None = None,
         work_queue_name: str | None = None,
+        parent_task_run_id: str | None = None,
     ) -> str:
         """Create a SCHEDULED run of a deployment (now, or at ``scheduled_time``)
         and return its flow-run id.
@@ -202,7 +203,8 @@ class DeploymentsAPI:
         A paused deployment or pool raises ``FailedPrecondition``; parameters
         or job variables that break the schemas raise ``InvalidArgument``
         naming the field. With ``idempotency_key`` a resend returns the first
-        run (and the call is retried like a read).
+        run (and the call is retried like a read). ``parent_task_run_id`` makes
+        the run a child of that task run's flow run, as a subflow is.
         """
         req = pb.CreateFlowRunFromDeploymentRequest(
             deployment_id=deployment_id,
@@ -210,6 +212,7 @@ class DeploymentsAPI:
             idempotency_key=idempotency_key or "",
             name=name or "",
             work_queue_name=work_queue_name or "",
+            parent_task_run_id=parent_task_run_id or "",
         )
         if parameters is not None:
             req.parameters.CopyFrom(dict_to_struct(parameters))

@@ -405,12 +405,17 @@ class CreateFlowRunFromDeploymentRequest(_message.Message):
     JOB_VARIABLES_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     WORK_QUEUE_NAME_FIELD_NUMBER: _builtins.int
+    PARENT_TASK_RUN_ID_FIELD_NUMBER: _builtins.int
     deployment_id: _builtins.str
     idempotency_key: _builtins.str
     name: _builtins.str
     """Run name; generated when empty."""
     work_queue_name: _builtins.str
     """Overrides the deployment's queue."""
+    parent_task_run_id: _builtins.str
+    """The task run in a calling flow run that stands for this call (run_deployment inside a flow):
+    the new run is its child, as a subflow is.
+    """
     @_builtins.property
     def parameters(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -430,10 +435,11 @@ class CreateFlowRunFromDeploymentRequest(_message.Message):
         job_variables: _struct_pb2.Struct | None = ...,
         name: _builtins.str = ...,
         work_queue_name: _builtins.str = ...,
+        parent_task_run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job_variables", b"job_variables", "parameters", b"parameters", "scheduled_time", b"scheduled_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "idempotency_key", b"idempotency_key", "job_variables", b"job_variables", "name", b"name", "parameters", b"parameters", "scheduled_time", b"scheduled_time", "tags", b"tags", "work_queue_name", b"work_queue_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployment_id", b"deployment_id", "idempotency_key", b"idempotency_key", "job_variables", b"job_variables", "name", b"name", "parameters", b"parameters", "parent_task_run_id", b"parent_task_run_id", "scheduled_time", b"scheduled_time", "tags", b"tags", "work_queue_name", b"work_queue_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

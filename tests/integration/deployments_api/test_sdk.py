@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from tests.integration.deployments_api.conftest import unique
-from weir import flow
+from weir import flow, task
+from weir import runtime as weir_runtime
 from weir._entrypoints import load_flow
 from weir.client.types import CollisionStrategy, FlowRunFilter, State, StateType
 from weir.deployments import arun_deployment, deploy, run_deployment
@@ -25,8 +26,19 @@ def etl(day: str, limit: int = 10) -> int:
 
 
 @flow(name="deploy-api-caller")
-def caller(deployment: str) -> str:
-    return run_deployment(deployment, parameters={"day": "from-a-flow"}, timeout=0).id
+def caller(deployment: str, timeout: float | None = 0) -> tuple[str, str | None]:
+    child = run_deployment(deployment, parameters={"day": "from-a-flow"}, timeout=timeout, poll_interval=0.2)
+    return child.id, weir_runtime.flow_run.id
+
+
+@task
+def start_from_a_task(deployment: str) -> tuple[str, str | None]:
+    return run_deployment(deployment, parameters={"day": "from-a-task"}, timeout=0).id, weir_runtime.task_run.id
+
+
+@flow(name="deploy-api-task-caller")
+def task_caller(deployment: str) -> tuple[str, str | None]:
+    return start_from_a_task(deployment)
 
 
 @pytest.fixture(autouse=True)
@@ -123,11 +135,36 @@ def test_run_deployment_waits_for_the_final_state(client: Any, pool: str) -> Non
     assert time.monotonic() - started < 10
 
 
-def test_run_deployment_inside_a_flow(client: Any, pool: str) -> None:
+def test_run_deployment_inside_a_flow_makes_a_child_run(client: Any, pool: str) -> None:
     d = etl.deploy(unique("dep"), work_pool_name=pool)
-    run_id = caller(d.full_name)
+    run_id, caller_id = caller(d.full_name)
     run = client.read_flow_run(run_id)
     assert (run.deployment_id, run.parameters) == (d.id, {"day": "from-a-flow"})
+    # Linked like a subflow: a task run of the caller stands for the call; not waited for, it ends COMPLETED.
+    link = client.read_task_run(run.parent_task_run_id)
+    assert link.flow_run_id == caller_id and link.name == f"run_deployment-{d.full_name}"
+    assert link.state.type is StateType.COMPLETED and "not waited for" in link.state.message
+
+
+def test_a_waited_run_deployment_ends_its_task_run_in_the_childs_state(client: Any, pool: str) -> None:
+    d = etl.deploy(unique("dep"), work_pool_name=pool, parameters={"day": "mon"})
+    stop = threading.Event()
+    worker = threading.Thread(target=_finish_runs_of, args=(client, d.id, stop), daemon=True)
+    worker.start()
+    try:
+        run_id, caller_id = caller(d.full_name, timeout=None)
+    finally:
+        stop.set()
+        worker.join()
+    link = client.read_task_run(client.read_flow_run(run_id).parent_task_run_id)
+    assert link.flow_run_id == caller_id
+    assert link.state.type is StateType.COMPLETED and "ended Completed" in link.state.message
+
+
+def test_run_deployment_inside_a_task_is_a_child_of_that_task_run(client: Any, pool: str) -> None:
+    d = etl.deploy(unique("dep"), work_pool_name=pool)
+    run_id, task_run_id = task_caller(d.full_name)
+    assert client.read_flow_run(run_id).parent_task_run_id == task_run_id
 
 
 async def test_arun_deployment(pool: str) -> None:
