@@ -174,7 +174,7 @@ def _attempt(
     error: BaseException | None = None
     value: Any = None
     try:
-        value = yield Call(flow.fn, (), dict(ctx.parameters), None, scope)
+        value = yield Call(flow.fn, (), dict(ctx.parameters), opts.timeout_seconds, scope)
     except Exception as exc:
         error = exc
     finally:

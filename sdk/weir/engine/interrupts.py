@@ -4,8 +4,9 @@ Python cannot kill a thread. What it can do, and what the engine does:
 
 * **main thread**: a signal handler runs there between bytecodes and may
   raise, and a signal also breaks a blocking ``time.sleep`` or lock wait. A
-  body on the main thread is stopped with ``SIGALRM`` sent to that thread
-  (when nobody else owns ``SIGALRM``), so even a sleeping body stops at once;
+  body on the main thread is stopped with a signal sent to that thread (a
+  real-time signal on Linux, else ``SIGALRM``; only while nobody else
+  handles it), so even a sleeping body stops at once;
 * **other threads**: ``PyThreadState_SetAsyncExc`` makes the thread raise at
   its next bytecode. A body busy in Python stops at once; a body blocked in C
   (``time.sleep``, a socket read, a C extension) stops only when that call
@@ -23,7 +24,9 @@ its tasks', and its subflows' scopes): a cancel stops them all.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import ctypes
 import heapq
 import itertools
@@ -65,7 +68,11 @@ class TerminationSignal(SystemExit):
         self.signum = signum
 
 
-_MAIN = threading.main_thread().ident
+def _main() -> int | None:
+    # Read each time: after a fork (the worker's warm fork server) the main thread is the forking one.
+    return threading.main_thread().ident
+
+
 _local = threading.local()  # .stack: the bodies running on this thread, innermost last
 
 
@@ -152,8 +159,8 @@ class Body:
     def _deliver(self) -> None:
         if self._task is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._cancel_task)
-        elif self._thread == _MAIN and _alarm_owned():
-            signal.pthread_kill(self._thread, signal.SIGALRM)
+        elif self._thread == _main() and _signal_owned():
+            signal.pthread_kill(self._thread, INTERRUPT_SIGNAL)
         elif self._thread is not None:
             _set_async_exc(self._thread, self._reason)
 
@@ -174,10 +181,15 @@ class Body:
     # ------------------------------------------------------------ running
 
     def run_sync(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.timeout is not None and not (threading.get_ident() == _main() and _signal_available()):
+            return self._run_on_helper(fn, args, kwargs)
+        return self._run_here(fn, args, kwargs)
+
+    def _run_here(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         stack = _stack()
         self._thread = threading.get_ident()
-        outermost_main = self._thread == _MAIN and not stack
-        previous = _own_alarm() if outermost_main else None
+        outermost_main = self._thread == _main() and not stack
+        previous = _own_signal() if outermost_main else None
         stack.append(self)
         escaping = False
         try:
@@ -201,7 +213,7 @@ class Body:
                 self._done = True
                 undelivered = self._reason is not None and not self._delivered
             _watchdog.cancel(self)
-            if undelivered and self._thread != _MAIN:
+            if undelivered and self._thread != _main():
                 _set_async_exc(self._thread, None)  # it fired too late to matter: clear it
             stack.pop()
             if self.scope is not None:
@@ -210,7 +222,32 @@ class Body:
             if outer is not None and not escaping and outer._reason is not None and not outer._delivered:
                 outer._deliver()  # the enclosing body was stopped while this one ran
             if outermost_main:
-                _restore_alarm(previous)
+                _restore_signal(previous)
+
+    def _run_on_helper(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A timed sync body off the main thread runs on a helper thread, stopped at its deadline with
+        ``PyThreadState_SetAsyncExc``. This thread waits ``HELPER_GRACE_SECONDS`` more for it to stop;
+        a body blocked in C gets the exception when that call returns, but the run does not wait."""
+        inner = Body(self.timeout, self.scope)
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        context = contextvars.copy_context()
+
+        def run() -> None:
+            try:
+                done.set_result(context.run(inner._run_here, fn, args, kwargs))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        # A daemon thread: a body stuck in C must not hold the interpreter's exit.
+        threading.Thread(target=run, name="weir-timed-body", daemon=True).start()
+        assert self.timeout is not None
+        try:
+            return done.result(timeout=self.timeout + HELPER_GRACE_SECONDS)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"timed out after {self.timeout:g}s (the body is blocked outside Python; "
+                "it stops when that call returns)"
+            ) from None
 
     async def run_async(self, awaitable: Awaitable[Any]) -> Any:
         self._task = asyncio.current_task()
@@ -251,32 +288,42 @@ def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
 
 
-def _on_alarm(signum: int, frame: Any) -> None:
-    """SIGALRM on the main thread: raise the reason of the innermost stopped body."""
+#: Sent to the main thread to stop a body there (a real-time signal nobody else is likely to use).
+INTERRUPT_SIGNAL = signal.SIGRTMIN + 1 if hasattr(signal, "SIGRTMIN") else signal.SIGALRM
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """INTERRUPT_SIGNAL on the main thread: raise the reason of the innermost stopped body."""
     for body in reversed(_stack()):
         if body._reason is not None and not body._done and not body._delivered:
             raise body._reason()
 
 
-def _alarm_owned() -> bool:
-    return signal.getsignal(signal.SIGALRM) is _on_alarm
+def _signal_available() -> bool:
+    return signal.getsignal(INTERRUPT_SIGNAL) in (signal.SIG_DFL, None, _on_signal)
 
 
-def _own_alarm() -> Any:
-    """Take SIGALRM for the engine while a body runs on the main thread, unless someone else has it."""
-    current = signal.getsignal(signal.SIGALRM)
+def _signal_owned() -> bool:
+    return signal.getsignal(INTERRUPT_SIGNAL) is _on_signal
+
+
+def _own_signal() -> Any:
+    """Handle INTERRUPT_SIGNAL while a body runs on the main thread, unless someone else handles it."""
+    current = signal.getsignal(INTERRUPT_SIGNAL)
     if current in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.signal(INTERRUPT_SIGNAL, _on_signal)
         return current
     return _NOT_TAKEN
 
 
 _NOT_TAKEN = object()
+#: How long past a timeout a caller waits for a timed body on a helper thread to stop.
+HELPER_GRACE_SECONDS = 0.25
 
 
-def _restore_alarm(previous: Any) -> None:
+def _restore_signal(previous: Any) -> None:
     if previous is not _NOT_TAKEN and previous is not None:
-        signal.signal(signal.SIGALRM, previous)
+        signal.signal(INTERRUPT_SIGNAL, previous)
 
 
 class _Watchdog:
@@ -331,7 +378,7 @@ _watchdog = _Watchdog()
 def sigterm_as_crash() -> Iterator[None]:
     """While the outermost flow runs on the main thread, SIGTERM raises :class:`TerminationSignal`
     there (Prefect does the same), unless the program already handles SIGTERM itself."""
-    if threading.get_ident() != _MAIN or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    if threading.get_ident() != _main() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
 
