@@ -24,7 +24,8 @@ pytestmark = [
 PROBE = '''
 import json, os, sys, time
 import weir
-from weir import flow
+from weir import flow, task
+from weir.task_runners import ProcessPoolTaskRunner
 
 @flow(persist_result=True)
 def probe(marker: str, seconds: float = 0.0) -> int:
@@ -40,6 +41,16 @@ def probe(marker: str, seconds: float = 0.0) -> int:
     os.replace(marker + ".tmp", marker)
     time.sleep(seconds)
     return weir._probe_calls
+
+
+@task
+def square(x: int) -> int:
+    return x * x
+
+
+@flow(persist_result=True, task_runner=ProcessPoolTaskRunner(2))
+def squares(n: int) -> list[int]:
+    return [f.result() for f in square.map(range(n))]
 '''
 
 
@@ -131,3 +142,16 @@ def test_a_killed_fork_server_crashes_its_runs_and_the_next_run_still_starts(
     next_id, next_facts = run_probe(client, deployment, tmp_path / "m2")
     assert final_run(client, next_id).state.is_completed(), worker.output()
     assert next_facts["ppid"] not in (facts["ppid"], worker.proc.pid)  # a new helper
+
+
+def test_a_forked_run_can_use_a_process_pool(client: Any, probe_project: Path, start_worker: Any) -> None:
+    # Its pool's processes are spawned from a forked child whose __main__ is the fork server's.
+    pool = unique("pool")
+    worker = start_worker("--pool", pool)
+    deployment = client.upsert_deployment(
+        flow_name="squares", name=unique("dep"), entrypoint="probe.py:squares",
+        working_directory=str(probe_project), work_pool_name=pool,
+    )
+    run = final_run(client, client.create_flow_run_from_deployment(deployment.id, parameters={"n": 4}))
+    assert run.state.is_completed(), (run.state, worker.output())
+    assert run.state.result() == [0, 1, 4, 9]
