@@ -226,12 +226,8 @@ def prevent_leaving_terminal(ctx: TransitionContext) -> Verdict | None:
     assert ctx.current is not None
     if ctx.kind is RunKind.FLOW and ctx.proposed.type == SCHEDULED:
         return None  # a rerun of a finished flow run
-    if (
-        ctx.kind is RunKind.TASK
-        and ctx.proposed.type in (PENDING, RUNNING)
-        and ctx.parent_running_since is not None
-        and ctx.current.timestamp < ctx.parent_running_since
-        and (ctx.current.type in (FAILED, CRASHED) or _completed_without_result(ctx.current))
+    if _left_by_earlier_attempt(ctx) and (
+        ctx.current.type in (FAILED, CRASHED) or _completed_without_result(ctx.current)
     ):
         # An earlier attempt of its flow run left it failed, or completed with no result anyone can read
         # (not persisted; the process that held it is gone): the retried flow runs it again, like Prefect.
@@ -243,14 +239,33 @@ def _completed_without_result(state: State) -> bool:
     return state.type == COMPLETED and not state.details.result_ref
 
 
+def _left_by_earlier_attempt(ctx: TransitionContext) -> bool:
+    """A task run asked to start again, last moved before its flow run's current attempt began.
+
+    Its flow run left RUNNING since (crashed, retried), so whatever held the
+    task run then is gone; the new attempt may take it over.
+    """
+    assert ctx.current is not None
+    return (
+        ctx.kind is RunKind.TASK
+        and ctx.proposed.type in (PENDING, RUNNING)
+        and ctx.parent_running_since is not None
+        and ctx.current.timestamp < ctx.parent_running_since
+    )
+
+
 @rule(from_types=[PENDING, RUNNING, CANCELLING], to_types=[PENDING])
 def prevent_duplicate_pending(ctx: TransitionContext) -> Verdict | None:
     assert ctx.current is not None
+    if _left_by_earlier_attempt(ctx):
+        return None  # orphaned by a crashed attempt of its flow run: the retry runs it again
     return reject(f"run is already {type_name(ctx.current.type)}")
 
 
 @rule(from_types=[RUNNING], to_types=[RUNNING])
 def prevent_duplicate_running(ctx: TransitionContext) -> Verdict | None:
+    if _left_by_earlier_attempt(ctx):
+        return None
     return reject("run is already RUNNING")
 
 

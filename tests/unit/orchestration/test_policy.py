@@ -258,6 +258,21 @@ def test_task_completed_without_a_result_in_an_earlier_flow_attempt_runs_again()
     assert decide(replace(c, parent_running_since=NOW - timedelta(seconds=9))).decision is Decision.REJECT
 
 
+def test_task_left_running_by_a_crashed_flow_attempt_may_start_again() -> None:
+    """The retry of a flow run that crashed mid-task takes the orphaned task run over."""
+    for left in (PENDING, RUNNING):
+        orphan = st(left, at=NOW - timedelta(seconds=5))
+        for proposed in (PENDING, RUNNING):
+            c = ctx(orphan, st(proposed), kind=RunKind.TASK, parent_running_since=NOW - timedelta(seconds=1))
+            assert decide(c).decision is Decision.ACCEPT, (left, proposed)
+            if (left, proposed) == (PENDING, RUNNING):
+                continue  # an ordinary start
+            # Within the current attempt it is a genuine duplicate; and flow runs never get this.
+            assert decide(replace(c, parent_running_since=NOW - timedelta(seconds=9))).decision is Decision.REJECT
+            assert decide(replace(c, parent_running_since=None)).decision is Decision.REJECT
+            assert decide(replace(c, kind=RunKind.FLOW)).decision is Decision.REJECT
+
+
 def test_cache_is_for_task_runs_only() -> None:
     c = ctx(st(PENDING), st(RUNNING), cache_key="k", cached=_cached(), cached_run_id="other")
     assert policy.cache_lookup(c) is None
