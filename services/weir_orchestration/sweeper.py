@@ -7,6 +7,8 @@ proposal (so a crashed run with retries left becomes AwaitingRetry).
   heartbeat timeout after the service starts: during an outage nobody could heartbeat)
 * CANCELLING flow runs past the cancelling timeout -> CANCELLED
 * SCHEDULED flow runs past due by ``late_after_seconds`` -> SCHEDULED "Late"
+* task runs still unfinished one heartbeat timeout after their flow run ended
+  CRASHED or CANCELLED (the process that ran them is gone) -> CRASHED / CANCELLED
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from weir_kit.loops import BackgroundLoop
 from weir_kit.runtime import ServiceContext
 from weir_orchestration import states
-from weir_orchestration.models import flow_runs
+from weir_orchestration.models import flow_runs, task_runs
 from weir_orchestration.policy import CANCELLED, CRASHED, SCHEDULED, RunKind, State, StateDetails
 from weir_orchestration.settings import OrchestrationSettings
 
 log = logging.getLogger("weir.orchestration.sweeper")
+
+#: How far back the orphan sweep looks for flow runs that ended CRASHED or CANCELLED (bounds its query).
+ORPHAN_LOOKBACK = timedelta(days=1)
+_UNFINISHED = ("SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED")
 
 
 class Sweeper(BackgroundLoop):
@@ -83,7 +89,40 @@ class Sweeper(BackgroundLoop):
         rounds = [(crashed, crash)] if now >= self._crash_after else []
         for condition, make in (*rounds, (stuck, cancel), (late, mark_late)):
             moved += await self._move(condition, make, now)
-        return moved
+        return moved + await self._end_orphans(now)
+
+    async def _end_orphans(self, now: datetime) -> int:
+        """End the task runs a crashed or cancelled flow run left behind (shown RUNNING forever otherwise)."""
+        f, t = flow_runs.c, task_runs.c
+        ended_before = now - timedelta(seconds=self.settings.heartbeat_timeout_seconds)
+        query = (
+            select(t.id, t.state_type, f.state_type.label("flow_state"))
+            .join(flow_runs, f.id == t.flow_run_id)
+            .where(
+                f.state_type.in_(("CRASHED", "CANCELLED")),
+                f.state_timestamp < ended_before,
+                f.state_timestamp >= now - ORPHAN_LOOKBACK,
+                t.state_type.in_(_UNFINISHED),
+            )
+            .limit(self.settings.sweeper_batch_size)
+        )
+        if self.svc.db.is_postgres:
+            query = query.with_for_update(skip_locked=True, of=task_runs)
+
+        def end(row: Any) -> State:
+            flow_state = row.flow_state.capitalize()
+            message = f"its flow run ended {flow_state} while it was {row.state_type.capitalize()}"
+            if row.flow_state == "CANCELLED":
+                return State(CANCELLED, "Cancelled", now, message=message)
+            return State(CRASHED, "Crashed", now, message=message)
+
+        async with self.svc.db.transaction() as session:
+            rows = (await session.execute(query)).all()
+            proposals = [states.Proposal(r.id, end(r), client_state_id=False) for r in rows]
+            await states.apply(session, self.svc, RunKind.TASK, proposals, now)
+        if rows:
+            log.info("sweeper ended %d task runs of ended flow runs", len(rows))
+        return len(rows)
 
     async def _move(self, condition: ColumnElement[bool], make: Callable[[Any], State], now: datetime) -> int:
         query = select(flow_runs.c.id, flow_runs.c.expected_start_time).where(condition)
