@@ -7,7 +7,7 @@ never see "database is locked" (a second process waits on the busy timeout).
 Reads use their own small pool and run beside writes thanks to WAL.
 
 The write connection runs its statements on the event loop's thread
-(:class:`_InlineWriteConnection`). In WAL mode with ``synchronous=NORMAL`` a
+(:class:`InlineWriteConnection`). In WAL mode with ``synchronous=NORMAL`` a
 write transaction never fsyncs and, once ``BEGIN IMMEDIATE`` holds the write
 lock, never waits for another process, so each statement takes microseconds,
 while a hop to aiosqlite's worker thread and back costs 50-200 us and
@@ -85,7 +85,7 @@ def _is_begin(fn: Any, args: tuple[Any, ...]) -> bool:
     return getattr(fn, "__name__", "") == "execute" and bool(args) and str(args[0]).startswith("BEGIN")
 
 
-class _InlineWriteConnection(aiosqlite.Connection):
+class InlineWriteConnection(aiosqlite.Connection):
     """aiosqlite whose statements run on the loop's thread (see the module doc).
 
     Safe because SQLAlchemy awaits every call of a connection in turn, so the
@@ -97,6 +97,11 @@ class _InlineWriteConnection(aiosqlite.Connection):
     """
 
     busy_timeout_ms = 30_000
+
+    @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The sqlite3 connection itself (``weir_kit.prepared`` runs statements on it directly)."""
+        return self._conn
 
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if _threaded(fn, args):
@@ -123,7 +128,7 @@ def _inline_connector(url: str, busy_timeout_ms: int) -> Callable[[], Any]:
     database = make_url(url).database or ":memory:"
 
     def connect() -> aiosqlite.Connection:
-        conn = _InlineWriteConnection(
+        conn = InlineWriteConnection(
             lambda: sqlite3.connect(database, check_same_thread=False, isolation_level=None), 64
         )
         conn.busy_timeout_ms = busy_timeout_ms
@@ -192,7 +197,7 @@ class Database:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            # The write connection never waits inline (see _InlineWriteConnection) nor checkpoints.
+            # The write connection never waits inline (see InlineWriteConnection) nor checkpoints.
             cur.execute(f"PRAGMA busy_timeout={0 if immediate else busy}")
             if immediate:
                 cur.execute("PRAGMA wal_autocheckpoint=0")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Column, Index, Integer, LargeBinary, MetaData, String, Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +30,7 @@ from weir.v1 import common_pb2
 from weir_kit.clock import utcnow
 from weir_kit.db import Database, UtcDateTime
 from weir_kit.jetstream import Nats, event_subject
+from weir_kit.prepared import Prepared, driver
 from weir_kit.settings import KitSettings
 
 log = logging.getLogger("weir.outbox")
@@ -56,22 +58,20 @@ class Outbox:
         self.db = db
         self.settings = settings
         self.wakeup = asyncio.Event()
+        self._insert = Prepared(insert(table), keys=["id", "subject", "data", "created"])
         db.add_commit_listener(self.wakeup.set)
 
-    async def add(self, session: AsyncSession, events: Sequence[common_pb2.Event]) -> None:
-        if not events:
-            return
-        now = utcnow()
-        rows = [
-            {
-                "id": e.id,
-                "subject": event_subject(self.settings, e.event),
-                "data": e.SerializeToString(),
-                "created": now,
-            }
+    def rows(self, events: Sequence[common_pb2.Event]) -> list[dict[str, Any]]:
+        """Outbox rows of ``events`` (for a service that folds them into a statement of its own)."""
+        now, settings = utcnow(), self.settings
+        return [
+            {"id": e.id, "subject": event_subject(settings, e.event), "data": e.SerializeToString(), "created": now}
             for e in events
         ]
-        await session.execute(insert(self.table), rows)
+
+    async def add(self, session: AsyncSession, events: Sequence[common_pb2.Event]) -> None:
+        if events:
+            await (await driver(session)).executemany(self._insert, self.rows(events))
 
     async def pending(self) -> int:
         """How many events wait to be published (tests, metrics)."""

@@ -17,18 +17,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from weir.errors import InvalidArgument, NotFound
 from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
+from weir_kit.prepared import Prepared, driver
 from weir_kit.runtime import ServiceContext
 from weir_orchestration import events
 from weir_orchestration.cache_keys import lock_cache_keys
 from weir_orchestration.filters import after_key, next_token
-from weir_orchestration.models import flow_runs, flows, run_states, task_runs
+from weir_orchestration.models import flow_runs, flows, outbox, run_states, task_runs
 from weir_orchestration.policy import (
     CACHE_HOLD_SECONDS,
     COMPLETED,
@@ -130,15 +131,11 @@ def _table(kind: RunKind) -> Any:
     return flow_runs if kind is RunKind.FLOW else task_runs
 
 
-async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *, lock: bool) -> dict[str, Run]:
-    """The runs with what their events name (flow, parent flow run): one statement."""
-    if not ids:
-        return {}
+def _load_query(kind: RunKind, lock: bool) -> Any:
+    """The runs with what their events name (flow, parent flow run); the caller adds the WHERE."""
     table = _table(kind)
-    unique = sorted(set(ids))
-    where = table.c.id == unique[0] if len(unique) == 1 else table.c.id.in_(unique)
     if kind is RunKind.FLOW:
-        query = select(table, flows.c.name.label("_flow_name")).join(
+        query = select(table, flows.c.name.label("ref_flow_name")).join(
             flows, flows.c.id == table.c.flow_id, isouter=True
         )
     else:
@@ -146,30 +143,48 @@ async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *,
         query = (
             select(
                 table,
-                parent.c.flow_id.label("_flow_id"),
-                parent.c.state_type.label("_parent_state_type"),
-                parent.c.state_timestamp.label("_parent_state_timestamp"),
-                flows.c.name.label("_flow_name"),
+                parent.c.flow_id.label("ref_flow_id"),
+                parent.c.state_type.label("parent_state_type"),
+                parent.c.state_timestamp.label("parent_state_timestamp"),
+                flows.c.name.label("ref_flow_name"),
             )
             .join(parent, parent.c.id == table.c.flow_run_id, isouter=True)
             .join(flows, flows.c.id == parent.c.flow_id, isouter=True)
         )
-    query = query.where(where)
-    if lock:
-        query = query.with_for_update(of=table)
+    return query.with_for_update(of=table) if lock else query
+
+
+#: One run by id, by kind and lock: the unary proposal's only read.
+_LOAD_ONE = {
+    (kind, lock): Prepared(_load_query(kind, lock).where(_table(kind).c.id == bindparam("id")))
+    for kind in RunKind
+    for lock in (False, True)
+}
+
+
+async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *, lock: bool) -> dict[str, Run]:
+    """The runs with what their events name (flow, parent flow run): one statement."""
+    if not ids:
+        return {}
+    unique = sorted(set(ids))
+    if len(unique) == 1:
+        rows = await (await driver(session)).fetch(_LOAD_ONE[(kind, lock)], {"id": unique[0]})
+    else:
+        query = _load_query(kind, lock).where(_table(kind).c.id.in_(unique))
+        rows = (await session.execute(query)).all()
     out = {}
-    for row in (await session.execute(query)).all():
+    for row in rows:
         if kind is RunKind.FLOW:
             ref = events.RunRef(
-                kind, row.id, row.name, row.flow_id, row._flow_name or "", "", row.deployment_id or "", row.tags
+                kind, row.id, row.name, row.flow_id, row.ref_flow_name or "", "", row.deployment_id or "", row.tags
             )
             cancel, since = False, None
         else:
             ref = events.RunRef(
-                kind, row.id, row.name, row._flow_id or "", row._flow_name or "", row.flow_run_id, tags=row.tags
+                kind, row.id, row.name, row.ref_flow_id or "", row.ref_flow_name or "", row.flow_run_id, tags=row.tags
             )
-            cancel = row._parent_state_type in _CANCEL_TYPES
-            since = row._parent_state_timestamp if row._parent_state_type == "RUNNING" else None
+            cancel = row.parent_state_type in _CANCEL_TYPES
+            since = row.parent_state_timestamp if row.parent_state_type == "RUNNING" else None
         out[row.id] = Run(
             ref=ref,
             state=state_from_run_row(row),
@@ -395,40 +410,69 @@ def _track_cache_key(
         hits[key] = (run.ref.id, written)
 
 
+_INSERT_STATES = Prepared(run_states.insert())
+OUTBOX_KEYS = ("id", "subject", "data", "created")
+RUN_TIME_COLUMNS = ("run_count", "expected_start_time", "start_time", "end_time", "total_run_time")
+
+
+def _update_run(kind: RunKind) -> Prepared:
+    """UPDATE of a run's state columns and counters (bound as ``b_<column>``)."""
+    table = _table(kind)
+    names = ["updated", *(c.name for c in table.c if c.name.startswith("state_")), *RUN_TIME_COLUMNS]
+    if kind is RunKind.TASK:
+        names += ["cache_key", "cache_expiration"]
+    values = {name: bindparam(f"b_{name}", type_=table.c[name].type) for name in names}
+    return Prepared(update(table).where(table.c.id == bindparam("b_id")).values(values))
+
+
+_UPDATE_RUN = {kind: _update_run(kind) for kind in RunKind}
+
+
+def _write_one(kind: RunKind) -> Prepared:
+    """Postgres: one state, its run's update and its event in one statement (one round trip, not three)."""
+    state = insert(run_states).values({c.name: bindparam(c.name, type_=c.type) for c in run_states.c})
+    event = insert(outbox).values({c: bindparam(f"o_{c}", type_=outbox.c[c].type) for c in OUTBOX_KEYS})
+    run = _UPDATE_RUN[kind].statement
+    return Prepared(run.add_cte(state.cte("new_state"), event.cte("new_event")))  # type: ignore[attr-defined]
+
+
+_WRITE_ONE = {kind: _write_one(kind) for kind in RunKind}
+
+
 async def write(
     session: AsyncSession, svc: ServiceContext, kind: RunKind, runs: Any, batch: _Batch, now: datetime
 ) -> None:
-    if batch.history:
-        await session.execute(run_states.insert(), batch.history)
+    drv = await driver(session)
     changed = [r for r in runs if r.dirty]
-    if changed:
-        table = _table(kind)
-        rows = [_run_values(kind, r, now) for r in changed]
-        values = {name: bindparam(f"b_{name}", type_=table.c[name].type) for name in rows[0] if name != "id"}
-        stmt = update(table).where(table.c.id == bindparam("b_id")).values(values)
-        rows = [{f"b_{k}": v for k, v in row.items()} for row in rows]
-        await session.execute(stmt.execution_options(synchronize_session=False), rows)
-        for r in changed:
-            r.dirty = False
+    for r in changed:
+        r.dirty = False
+    if drv.is_postgres and len(batch.history) == len(changed) == len(batch.events) == 1:
+        (event,) = svc.outbox.rows(batch.events)
+        params = {**batch.history[0], **_run_values(kind, changed[0], now), **{f"o_{k}": event[k] for k in OUTBOX_KEYS}}
+        await drv.execute(_WRITE_ONE[kind], params)
+        return
+    await drv.executemany(_INSERT_STATES, batch.history)
+    await drv.executemany(_UPDATE_RUN[kind], [_run_values(kind, r, now) for r in changed])
     await svc.outbox.add(session, batch.events)
 
 
 def _run_values(kind: RunKind, run: Run, now: datetime) -> dict[str, Any]:
+    """Bound values of ``_UPDATE_RUN[kind]`` for ``run``."""
     assert run.state is not None
     t = run.times
-    values: dict[str, Any] = {
-        "id": run.ref.id,
-        **run_state_values(run.state),
-        "run_count": t.run_count,
-        "expected_start_time": t.expected_start_time,
-        "start_time": t.start_time,
-        "end_time": t.end_time,
-        "total_run_time": t.total_run_time,
-        "updated": now,
-    }
+    values: dict[str, Any] = {f"b_{name}": value for name, value in run_state_values(run.state).items()}
+    values.update(
+        b_id=run.ref.id,
+        b_updated=now,
+        b_run_count=t.run_count,
+        b_expected_start_time=t.expected_start_time,
+        b_start_time=t.start_time,
+        b_end_time=t.end_time,
+        b_total_run_time=t.total_run_time,
+    )
     if kind is RunKind.TASK:
-        values["cache_key"] = run.cache_key or None
-        values["cache_expiration"] = run.cache_expiration
+        values["b_cache_key"] = run.cache_key or None
+        values["b_cache_expiration"] = run.cache_expiration
     return values
 
 

@@ -1,0 +1,158 @@
+"""Prepared statements for the hot paths, run on the driver connection of a
+write session.
+
+SQLAlchemy spends 30 us (SQLite) to 80 us (asyncpg) of Python on every
+statement before the driver sees it: the compiled-cache lookup, an execution
+context, a greenlet hop, the adapter's cursor, a result object, and per bound
+value the parameter machinery. A state proposal runs four or five statements
+and a SyncRuns batch binds tens of thousands of values, so that overhead was
+most of their cost. A :class:`Prepared` statement is written with SQLAlchemy
+Core like any other, compiled once per dialect, and run by :class:`Driver`
+straight on the connection that already holds the session's transaction, with
+the columns' own bind and result processors, so rows are stored and read back
+exactly as SQLAlchemy would store and read them.
+
+Use it only inside ``Database.transaction()``, on statements of the hot
+paths; everything else stays plain SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Executable
+
+from weir_kit.db import InlineWriteConnection
+
+Processor = Callable[[Any], Any] | None
+
+_DRIVER_KEY = "weir.driver"
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]
+    binds: tuple[Processor, ...]
+    #: None until the result column types are known (Postgres: from the server, at first use).
+    results: tuple[Processor, ...] | None
+    row: Any  # a namedtuple class named after the result columns
+
+    def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(p(params[n]) if p else params[n] for n, p in zip(self.names, self.binds, strict=True))
+
+    def rows(self, raw: Iterable[Sequence[Any]]) -> list[Any]:
+        make, procs = self.row._make, self.results
+        assert procs is not None
+        if not any(procs):
+            return [make(r) for r in raw]
+        return [make([p(v) if p else v for p, v in zip(procs, r, strict=True)]) for r in raw]
+
+
+class Prepared:
+    """A Core statement compiled once per dialect (bound values by name).
+
+    ``keys``: for an INSERT or UPDATE without explicit values, the columns it
+    sets (all of them otherwise).
+    """
+
+    def __init__(self, statement: Executable, keys: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self.keys = list(keys) if keys is not None else None
+        self._compiled: dict[str, _Compiled] = {}
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = self._compile(dialect)
+        return found
+
+    def _compile(self, dialect: Dialect) -> _Compiled:
+        compiled = self.statement.compile(dialect=dialect, column_keys=self.keys)
+        names = tuple(compiled.positiontup or ())
+        binds = tuple(compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
+        columns = self._columns()
+        row = namedtuple("Row", [c.key for c in columns], rename=True) if columns else tuple  # type: ignore[misc]
+        # Postgres's result processors depend on the type the server reports (numeric OIDs).
+        results = None if dialect.name == "postgresql" else self._results(dialect, [None] * len(columns))
+        return _Compiled(compiled.string, names, binds, results, row)
+
+    def _columns(self) -> list[Any]:
+        return list(getattr(self.statement, "exported_columns", ()))
+
+    def _results(self, dialect: Dialect, coltypes: Sequence[Any]) -> tuple[Processor, ...]:
+        columns = self._columns()
+        return tuple(
+            c.type.dialect_impl(dialect).result_processor(dialect, t) for c, t in zip(columns, coltypes, strict=True)
+        )
+
+    def described(self, dialect: Dialect, coltypes: Sequence[Any]) -> _Compiled:
+        """The compiled form, now that the server has named the result column types."""
+        c = replace(self.compiled(dialect), results=self._results(dialect, coltypes))
+        self._compiled[dialect.name] = c
+        return c
+
+
+class Driver:
+    """The driver connection under a write session: SQLite's (on the loop's thread) or asyncpg's."""
+
+    def __init__(self, dialect: Dialect, connection: Any) -> None:
+        self.dialect = dialect
+        self.connection = connection
+        self.is_postgres = dialect.name == "postgresql"
+
+    async def fetch(self, statement: Prepared, params: Mapping[str, Any]) -> list[Any]:
+        c = statement.compiled(self.dialect)
+        if self.is_postgres:
+            if c.results is None:
+                prepared = await self.connection.prepare(c.sql)
+                c = statement.described(self.dialect, [a.type.oid for a in prepared.get_attributes()])
+            return c.rows(await self.connection.fetch(c.sql, *c.args(params)))
+        return c.rows(self.connection.execute(c.sql, c.args(params)).fetchall())
+
+    async def execute(self, statement: Prepared, params: Mapping[str, Any]) -> int:
+        """Run one statement; how many rows it changed."""
+        c = statement.compiled(self.dialect)
+        if self.is_postgres:
+            status = await self.connection.execute(c.sql, *c.args(params))
+            return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
+        return int(self.connection.execute(c.sql, c.args(params)).rowcount)
+
+    async def executemany(self, statement: Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        c = statement.compiled(self.dialect)
+        args = [c.args(r) for r in rows]
+        if self.is_postgres:
+            await self.connection.executemany(c.sql, args)
+        else:
+            self.connection.executemany(c.sql, args)
+
+
+async def driver(session: AsyncSession) -> Driver:
+    """The :class:`Driver` of a write session's connection, its transaction begun."""
+    found = session.info.get(_DRIVER_KEY)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    dialect = conn.dialect
+    if dialect.name == "postgresql":
+        adapted = raw.dbapi_connection
+        # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs
+        # itself; statements sent straight to asyncpg must not run before it (autocommit).
+        if adapted._transaction is None:  # type: ignore[union-attr]
+            await adapted._start_transaction()  # type: ignore[union-attr]
+        connection = raw.driver_connection
+    else:
+        # The write connection began IMMEDIATE when the session took it (Database._tune_sqlite).
+        if not isinstance(raw.driver_connection, InlineWriteConnection):
+            raise TypeError("prepared statements run only in a write transaction (Database.transaction)")
+        connection = raw.driver_connection.sqlite
+    found = session.info[_DRIVER_KEY] = Driver(dialect, connection)
+    return found

@@ -1,0 +1,90 @@
+"""weir_kit.prepared: statements on the driver connection share the session's
+transaction and store values exactly as SQLAlchemy would, on both backends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import JSON, Column, Float, MetaData, String, Table, bindparam, insert, select
+
+from tests.fixtures.backends import BACKENDS, POSTGRES_URL, require_backend, unique_schema_prefix
+from weir_kit.db import Database, UtcDateTime
+from weir_kit.prepared import Prepared, driver
+from weir_kit.settings import KitSettings
+
+metadata = MetaData()
+things = Table(
+    "things",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("at", UtcDateTime, nullable=True),
+    Column("doc", JSON, nullable=True),
+    Column("score", Float, nullable=True),
+)
+INSERT = Prepared(insert(things))
+INSERT_IGNORE_KEYS = Prepared(insert(things), keys=["id"])
+BY_ID = Prepared(select(things).where(things.c.id == bindparam("id")))
+
+
+@pytest.fixture(params=BACKENDS)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    require_backend(request.param)
+    if request.param == "postgres":
+        settings = KitSettings(home=tmp_path, database_url=POSTGRES_URL, database_schema_prefix=unique_schema_prefix())
+    else:
+        settings = KitSettings(home=tmp_path)
+    database = Database(settings, "kit")
+    await database.ensure_schema()
+    async with database.write_engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    try:
+        yield database
+    finally:
+        await database.drop_schema()
+        await database.dispose()
+
+
+async def count(database: Database) -> int:
+    async with database.read() as session:
+        return len((await session.execute(select(things.c.id))).all())
+
+
+async def test_statements_share_the_session_transaction(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            await (await driver(session)).executemany(INSERT_IGNORE_KEYS, [{"id": "a"}, {"id": "b"}])
+            # SQLAlchemy sees the rows in the same transaction ...
+            assert len((await session.execute(select(things.c.id))).all()) == 2
+            raise RuntimeError("roll back")
+    # ... and they went with its rollback.
+    assert await count(db) == 0
+    async with db.transaction() as session:
+        assert await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": "c"}) == 1
+    assert await count(db) == 1
+
+
+async def test_values_read_back_as_sqlalchemy_stores_them(db: Database) -> None:
+    at = datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=UTC)
+    row = {"id": "x", "at": at, "doc": {"tags": ["a"], "n": 1}, "score": 2.5}
+    async with db.transaction() as session:
+        drv = await driver(session)
+        assert drv is await driver(session)  # one per session
+        await drv.executemany(INSERT, [row, {"id": "y", "at": None, "doc": None, "score": None}])
+        (fetched,) = await drv.fetch(BY_ID, {"id": "x"})
+    assert fetched._asdict() == row
+    async with db.read() as session:
+        stored = (await session.execute(select(things).where(things.c.id == "x"))).one()
+        empty = (await session.execute(select(things).where(things.c.id == "y"))).one()
+    assert stored._asdict() == row
+    assert empty.at is None and empty.doc is None and empty.score is None
+
+
+async def test_only_in_a_write_transaction_on_sqlite(db: Database) -> None:
+    if db.is_postgres:
+        pytest.skip("Postgres has one pool for reads and writes")
+    async with db.read() as session:
+        with pytest.raises(TypeError):
+            await driver(session)
