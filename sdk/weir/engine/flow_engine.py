@@ -141,8 +141,8 @@ def flow_run(
                     return outcome
                 scope.close()
     except BaseException as exc:
-        if ctx is None or isinstance(exc, Exception):
-            raise
+        if ctx is None or isinstance(exc, Exception | GeneratorExit):
+            raise  # GeneratorExit: the generator was closed (abandoned by its driver), not a crash
         # KeyboardInterrupt, SystemExit, SIGTERM, a cancelled asyncio task: the run crashed in this process.
         yield from _crash(flow, runtime, ctx, runner, exc, fencing_token)
         raise

@@ -177,6 +177,8 @@ def task_run(
         except BaseException as exc:
             # KeyboardInterrupt, SystemExit, a crash of its flow run: the task run crashed.
             task_run_ctx.reset(token)
+            if isinstance(exc, GeneratorExit):
+                raise
             crashed = new_state(CRASHED, message=f"execution was interrupted: {describe(exc)}")
             _end(runtime, run_id, crashed)
             _hooks(opts.on_crashed, task, ctx, crashed)
