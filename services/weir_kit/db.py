@@ -37,7 +37,7 @@ from typing import Any
 import aiosqlite
 from sqlalchemy import DateTime, event, make_url, text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
 from weir_kit.settings import KitSettings
@@ -138,6 +138,30 @@ def _inline_connector(url: str, busy_timeout_ms: int) -> Callable[[], Any]:
     return connect
 
 
+class _Writer:
+    """A write connection kept checked out, with a session bound to it."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self.session = AsyncSession(bind=connection, expire_on_commit=False)
+        self.born = time.monotonic()
+
+    @classmethod
+    async def open(cls, engine: AsyncEngine) -> _Writer:
+        return cls(await engine.connect())
+
+    def stale(self, max_age: float) -> bool:
+        return self.connection.invalidated or time.monotonic() - self.born > max_age
+
+    async def close(self) -> None:
+        try:
+            await self.session.close()
+            await self.connection.close()
+        except Exception as exc:  # a broken connection: let the pool discard it
+            log.debug("closing a write connection: %s", exc)
+            await self.connection.invalidate()
+
+
 class Database:
     """Engines and transactions of one service."""
 
@@ -163,7 +187,9 @@ class Database:
                 url,
                 echo=settings.database_echo,
                 pool_size=1,
-                max_overflow=0,
+                # The held writer (Database._writer) keeps the first connection; a second serves
+                # anything that uses the engine directly meanwhile (migrations, tests).
+                max_overflow=1,
                 async_creator=_inline_connector(url, settings.sqlite_busy_timeout_ms),
             )
             self._tune_sqlite(self.read_engine, immediate=False)
@@ -186,7 +212,10 @@ class Database:
             )
             self.read_engine = self.write_engine = engine
         self._reads = async_sessionmaker(self.read_engine, expire_on_commit=False)
-        self._writes = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        self._idle_writers: list[_Writer] = []
+        # Postgres reads share the pool: writers kept idle take at most half of it.
+        self._idle_limit = 1 if self.dialect == "sqlite" else max(1, settings.database_pool_size // 2)
+        self._writer_max_age = 1800.0  # as pool_recycle
 
     def _tune_sqlite(self, engine: AsyncEngine, *, immediate: bool) -> None:
         busy = self.settings.sqlite_busy_timeout_ms
@@ -207,6 +236,15 @@ class Database:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
+            if immediate:
+                # Straight on the sqlite3 connection (a statement through SQLAlchemy costs ~40 us);
+                # a file locked by another process takes the slow path, which waits on a thread.
+                try:
+                    conn.connection.driver_connection.sqlite.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc):
+                        raise
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     @property
@@ -224,18 +262,55 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction: committed when the block exits cleanly."""
+    async def transaction(self, *, notify: bool = True) -> AsyncIterator[AsyncSession]:
+        """A write transaction: committed when the block exits cleanly.
+
+        ``notify=False``: the block writes nothing (it reads on the write connection,
+        which on SQLite costs no thread hop), so commit listeners are not called.
+        """
         if self.dialect == "sqlite":
-            async with self._write_lock, self._writes() as session, session.begin():
+            async with self._write_lock, self._writer() as session:
                 yield session
-            self._uncheckpointed += 1
-            self._maybe_checkpoint()
+            if notify:
+                self._uncheckpointed += 1
+                self._maybe_checkpoint()
         else:
-            async with self._writes() as session, session.begin():
+            async with self._writer() as session:
                 yield session
-        for listener in self._commit_listeners:
-            listener()
+        if notify:
+            for listener in self._commit_listeners:
+                listener()
+
+    @asynccontextmanager
+    async def _writer(self) -> AsyncIterator[AsyncSession]:
+        """One transaction on a held write connection and its session.
+
+        Checking a connection out of SQLAlchemy's pool and building a session
+        cost ~100 us per transaction, as much as the statements of a state
+        proposal, so write connections stay checked out between transactions,
+        each with one session bound to it. A connection that was invalidated,
+        whose transaction was interrupted (cancelled), or that is older than
+        the pool's recycle age is closed instead of kept.
+        """
+        writer = self._idle_writers.pop() if self._idle_writers else None
+        if writer is None or writer.stale(self._writer_max_age):
+            if writer is not None:
+                await writer.close()
+            writer = await _Writer.open(self.write_engine)
+        reusable = False
+        try:
+            async with writer.session.begin():
+                yield writer.session
+            reusable = True
+        except Exception:
+            reusable = True  # rolled back; the connection itself is fine unless invalidated
+            raise
+        finally:
+            writer.session.info.clear()
+            if reusable and not writer.stale(self._writer_max_age) and len(self._idle_writers) < self._idle_limit:
+                self._idle_writers.append(writer)
+            else:
+                await writer.close()
 
     def _maybe_checkpoint(self) -> None:
         if self._checkpointing is not None and not self._checkpointing.done():
@@ -280,6 +355,9 @@ class Database:
     async def dispose(self) -> None:
         if self._checkpointing is not None:
             await asyncio.gather(self._checkpointing, return_exceptions=True)
+        writers, self._idle_writers = self._idle_writers, []
+        for writer in writers:
+            await writer.close()
         await self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             await self.write_engine.dispose()

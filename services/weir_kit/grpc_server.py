@@ -43,6 +43,8 @@ def _is_internal_abort(exc: BaseException) -> bool:
 class WeirInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, api_key: str | None) -> None:
         self._api_key = api_key
+        # Wrapped handlers by (method, denied): building one costs more than the lookup, on every call.
+        self._wrapped: dict[tuple[str, bool], tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -56,7 +58,10 @@ class WeirInterceptor(grpc.aio.ServerInterceptor):
         denied = self._api_key is not None and method not in _UNAUTHENTICATED_OK and not self._authorized(
             handler_call_details.invocation_metadata
         )
-        return _wrap(handler, method, denied)
+        cached = self._wrapped.get((method, denied))
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[(method, denied)] = (handler, _wrap(handler, method, denied))
+        return cached[1]
 
     def _authorized(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
         return any(key == "authorization" and value == f"Bearer {self._api_key}" for key, value in metadata or ())

@@ -145,8 +145,9 @@ class OutboxRelay:
                     await self._publish(rows)
                     await session.execute(delete(table).where(table.c.seq.in_([r.seq for r in rows])))
             return len(rows)
-        # SQLite: one process owns the file; don't hold the write lock while publishing.
-        async with db.read() as session:
+        # SQLite: read on the write connection (statements run on the loop's thread, no hop to
+        # a reader thread and back), but don't hold the write lock while publishing.
+        async with db.transaction(notify=False) as session:
             rows = (await session.execute(query)).all()
         if rows:
             await self._publish(rows)

@@ -1,8 +1,10 @@
-"""weir_kit.prepared: statements on the driver connection share the session's
-transaction and store values exactly as SQLAlchemy would, on both backends."""
+"""weir_kit.db write transactions on held connections, and weir_kit.prepared:
+statements on the driver connection share the session's transaction and store
+values exactly as SQLAlchemy would, on both backends."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,3 +90,36 @@ async def test_only_in_a_write_transaction_on_sqlite(db: Database) -> None:
     async with db.read() as session:
         with pytest.raises(TypeError):
             await driver(session)
+
+
+async def test_a_failed_transaction_leaves_its_connection_clean(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": "lost"})
+            raise RuntimeError("roll back")
+    async with db.transaction() as session:  # the same held connection, a fresh transaction
+        await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": "kept"})
+    async with db.read() as session:
+        assert (await session.execute(select(things.c.id))).scalars().all() == ["kept"]
+
+
+async def test_a_cancelled_transaction_does_not_poison_the_next(db: Database) -> None:
+    entered = asyncio.Event()
+
+    async def hang() -> None:
+        async with db.transaction() as session:
+            await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": "cancelled"})
+            entered.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(hang())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for i in range(3):
+        async with db.transaction() as session:
+            await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": f"after-{i}"})
+    async with db.read() as session:
+        ids = sorted((await session.execute(select(things.c.id))).scalars().all())
+    assert ids == ["after-0", "after-1", "after-2"]
