@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,20 +42,38 @@ def _state_labels(state: State | None) -> dict[str, str]:
     return {"weir.state-type": type_name(state.type), "weir.state-name": state.name}
 
 
-def _related(run: RunRef) -> list[dict[str, str]]:
+def _related(run: RunRef) -> tuple[common_pb2.Resource, ...]:
+    return _related_resources(run.flow_run_id, run.flow_id, run.flow_name, run.deployment_id, tuple(run.tags))
+
+
+@functools.lru_cache(maxsize=1024)
+def _related_resources(
+    flow_run_id: str, flow_id: str, flow_name: str, deployment_id: str, tags: tuple[str, ...]
+) -> tuple[common_pb2.Resource, ...]:
+    """Built once per flow run (and tag set): every task run of a SyncRuns batch shares them."""
     out = []
-    if run.flow_run_id:
-        out.append(resource(f"weir.flow-run.{run.flow_run_id}", role="flow-run"))
-    if run.flow_id:
-        out.append(resource(f"weir.flow.{run.flow_id}", name=run.flow_name, role="flow"))
-    if run.deployment_id:
-        out.append(resource(f"weir.deployment.{run.deployment_id}", role="deployment"))
-    out += [resource(f"weir.tag.{tag}", role="tag") for tag in run.tags]
-    return out
+    if flow_run_id:
+        out.append(resource(f"weir.flow-run.{flow_run_id}", role="flow-run"))
+    if flow_id:
+        out.append(resource(f"weir.flow.{flow_id}", name=flow_name, role="flow"))
+    if deployment_id:
+        out.append(resource(f"weir.deployment.{deployment_id}", role="deployment"))
+    out += [resource(f"weir.tag.{tag}", role="tag") for tag in tags]
+    return tuple(common_pb2.Resource(labels=labels) for labels in out)
 
 
 def _run_resource(run: RunRef, state: State | None) -> dict[str, str]:
     return resource(f"{_PREFIX[run.kind]}.{run.id}", name=run.name, **_state_labels(state))
+
+
+def _run_event(run: RunRef, name: str, occurred: datetime, state: State | None) -> common_pb2.Event:
+    """An event about ``run``, built field by field: a SyncRuns batch makes thousands
+    (``new_event``'s dict and Struct copies cost twice as much)."""
+    msg = common_pb2.Event(id=str(uuid.uuid4()), event=f"{_PREFIX[run.kind]}.{name}")
+    msg.occurred.FromDatetime(occurred)
+    msg.resource.labels.update(_run_resource(run, state))
+    msg.related.extend(_related(run))
+    return msg
 
 
 def _put_state(value: struct_pb2.Value, state: State | None) -> None:
@@ -72,16 +91,8 @@ def _put_state(value: struct_pb2.Value, state: State | None) -> None:
 
 
 def state_changed(run: RunRef, old: State | None, proposed: State, written: State) -> common_pb2.Event:
-    """``weir.flow-run.<StateName>``: a state was written on a run.
-
-    Built field by field rather than through ``new_event``: a SyncRuns batch
-    makes thousands of these, and ``Struct.update`` costs twice as much.
-    """
-    msg = common_pb2.Event(id=str(uuid.uuid4()), event=f"{_PREFIX[run.kind]}.{written.name}")
-    msg.occurred.FromDatetime(written.timestamp)
-    msg.resource.labels.update(_run_resource(run, written))
-    for labels in _related(run):
-        msg.related.add().labels.update(labels)
+    """``weir.flow-run.<StateName>``: a state was written on a run."""
+    msg = _run_event(run, written.name, written.timestamp, written)
     payload = msg.payload.fields
     intended = payload["intended"].struct_value.fields
     if old is None:
@@ -96,7 +107,7 @@ def state_changed(run: RunRef, old: State | None, proposed: State, written: Stat
 
 def run_changed(run: RunRef, verb: str, occurred: datetime, state: State | None = None) -> common_pb2.Event:
     """``weir.flow-run.created`` / ``weir.task-run.deleted`` ..."""
-    return new_event(f"{_PREFIX[run.kind]}.{verb}", _run_resource(run, state), occurred=occurred, related=_related(run))
+    return _run_event(run, verb, occurred, state)
 
 
 def flow_changed(flow_id: str, name: str, tags: list[str], verb: str, occurred: datetime) -> common_pb2.Event:

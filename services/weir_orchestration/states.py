@@ -410,7 +410,7 @@ def _track_cache_key(
         hits[key] = (run.ref.id, written)
 
 
-_INSERT_STATES = Prepared(run_states.insert())
+INSERT_STATES = Prepared(run_states.insert())
 OUTBOX_KEYS = ("id", "subject", "data", "created")
 RUN_TIME_COLUMNS = ("run_count", "expected_start_time", "start_time", "end_time", "total_run_time")
 
@@ -451,7 +451,7 @@ async def write(
         params = {**batch.history[0], **_run_values(kind, changed[0], now), **{f"o_{k}": event[k] for k in OUTBOX_KEYS}}
         await drv.execute(_WRITE_ONE[kind], params)
         return
-    await drv.executemany(_INSERT_STATES, batch.history)
+    await drv.executemany(INSERT_STATES, batch.history)
     await drv.executemany(_UPDATE_RUN[kind], [_run_values(kind, r, now) for r in changed])
     await svc.outbox.add(session, batch.events)
 

@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from weir.errors import InvalidArgument, NotFound
 from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
+from weir_kit.prepared import InsertNew, driver
 from weir_kit.runtime import ServiceContext
 from weir_orchestration import events, states
 from weir_orchestration.filters import after_key, next_token, task_run_filter
-from weir_orchestration.models import flow_runs, flows, run_states, task_runs
+from weir_orchestration.models import flow_runs, flows, task_runs
 from weir_orchestration.policy import COMPLETED, PENDING, RunKind, RunPolicy, RunTimes, State, account, default_name
 from weir_orchestration.proto import (
     history_values,
@@ -30,7 +31,7 @@ from weir_orchestration.proto import (
     state_from_pb,
     task_run_to_pb,
 )
-from weir_orchestration.sql import insert_ignore, purge_task_run
+from weir_orchestration.sql import purge_task_run
 
 
 def task_run_values(req: pb.CreateTaskRunRequest, now: datetime, field: str = "") -> tuple[dict[str, Any], State]:
@@ -91,6 +92,7 @@ def _with_first_state(row: dict[str, Any], state: State) -> tuple[dict[str, Any]
 
 
 _NO_STATE = {name: None for name in run_state_values(State(PENDING, "", datetime.min.replace(tzinfo=UTC)))}
+_INSERT_NEW = InsertNew(task_runs, [c.name for c in task_runs.c], key="id")
 
 
 async def insert_task_runs(
@@ -127,8 +129,8 @@ async def insert_task_runs(
             row, times = _with_first_state(r, s)
             values.append(row)
             firsts.append((s, times))
-    stmt = insert_ignore(svc.db, task_runs).returning(task_runs.c.id)
-    inserted = set((await session.execute(stmt, values)).scalars().all())
+    drv = await driver(session)
+    inserted = await _INSERT_NEW.run(drv, values)
     out = Inserted()
     created, changed, history = [], [], []
     for row, first in zip(values, firsts, strict=True):
@@ -158,8 +160,7 @@ async def insert_task_runs(
             cache_expiration=row["cache_expiration"],
             cancel_requested=parent.state_type in ("CANCELLING", "CANCELLED"),
         )
-    if history:
-        await session.execute(run_states.insert(), history)
+    await drv.executemany(states.INSERT_STATES, history)
     await svc.outbox.add(session, created + changed)
     return out
 
