@@ -36,7 +36,7 @@ from weir.settings import Settings
 from weir.v1 import deployments_pb2 as pb
 from weir.v1 import deployments_pb2_grpc
 from weir.workers.credits import CreditLedger
-from weir.workers.forkserver import ForkServer, ForkServerUnavailable, fork_server_supported
+from weir.workers.forkserver import ForkedRunProcess, ForkServer, ForkServerUnavailable, fork_server_supported
 from weir.workers.process import (
     FlowRunProcess,
     JobConfiguration,
@@ -316,11 +316,14 @@ class ProcessWorker:
                 await self._settle(assign, StateType.CRASHED, f"could not start the flow run process: {exc}")
                 return
             active.process = process
-            log.info("flow run %s (%s) started, pid %s", run_id, active.label, process.pid)
+            started = asyncio.get_running_loop().time()
+            how = "forked" if isinstance(process, ForkedRunProcess) else "spawned"
+            log.info("flow run %s (%s) started, pid %s (%s)", run_id, active.label, process.pid, how)
             if active.cancelling or self._stops >= 2:  # a cancel or a forced stop came while it was starting
                 self._terminate(active)
             code = await process.wait()
-            log.info("flow run %s process exited with code %d", run_id, code)
+            elapsed = asyncio.get_running_loop().time() - started
+            log.info("flow run %s process exited with code %d after %.3fs", run_id, code, elapsed)
             if active.cancelling:
                 await self._settle(assign, StateType.CANCELLED, "cancelled: the worker stopped the flow run process")
             elif self._stops >= 2:
