@@ -155,18 +155,8 @@ class OutboxRelay:
                 await session.execute(delete(table).where(table.c.seq.in_([r.seq for r in rows])))
         return len(rows)
 
-    async def _publish(self, rows: Sequence[object]) -> None:
-        js = self.nats.js
+    async def _publish(self, rows: Sequence[Any]) -> None:
         if not self.nats.client.is_connected:
             raise ConnectionError("NATS is not connected")
-        results = await asyncio.gather(
-            *(
-                js.publish(r.subject, r.data, headers={"Nats-Msg-Id": r.id}, timeout=5)  # type: ignore[attr-defined]
-                for r in rows
-            ),
-            return_exceptions=True,
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise ConnectionError(f"{len(errors)} of {len(rows)} events not acknowledged: {errors[0]!r}")
+        await self.nats.publish_batch([(r.subject, r.data, r.id) for r in rows])
         self.published += len(rows)

@@ -23,17 +23,38 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import JSON, Table
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
+from sqlalchemy.types import TypeEngine
 
 from weir_kit.db import InlineWriteConnection
 
 Processor = Callable[[Any], Any] | None
 
 _DRIVER_KEY = "weir.driver"
+
+
+def bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
+    """The type's own bind processor; for JSON, with empty values answered from memory
+    (a task run row carries five JSON columns, mostly ``[]``, ``{}`` or null)."""
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    if process is None or not isinstance(type_, JSON):
+        return process
+    null, empty_list, empty_dict = process(None), process([]), process({})
+
+    def json_value(value: Any) -> Any:
+        if value is None:
+            return null
+        if not value and type(value) is list:
+            return empty_list
+        if not value and type(value) is dict:
+            return empty_dict
+        return process(value)
+
+    return json_value
 
 
 @dataclass(frozen=True)
@@ -77,7 +98,7 @@ class Prepared:
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect, column_keys=self.keys)
         names = tuple(compiled.positiontup or ())
-        binds = tuple(compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
+        binds = tuple(bind_processor(compiled.binds[n].type, dialect) for n in names)
         columns = self._columns()
         row = namedtuple("Row", [c.key for c in columns], rename=True) if columns else tuple  # type: ignore[misc]
         # Postgres's result processors depend on the type the server reports (numeric OIDs).
@@ -163,7 +184,7 @@ class InsertNew:
                 f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING "
                 f"RETURNING {prep.format_column(self.table.c[self.key])}"
             )
-            binds = tuple(c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns)
+            binds = tuple(bind_processor(c.type, dialect) for c in columns)
             self._postgres = (sql, binds)
         return self._postgres
 
