@@ -258,6 +258,10 @@ class ForkServer:
         elif "exit" in message:
             exited = self._exits.pop(request_id, None)
             if exited is not None and not exited.done():
+                log.debug(
+                    "forked run process (request %d) used %.3fs CPU, max RSS %d kB",
+                    request_id, message.get("cpu", 0.0), message.get("maxrss_kb", 0),
+                )
                 exited.set_result(int(message["exit"]))
 
     def _forget(self, request_id: int) -> None:
@@ -340,14 +344,16 @@ def _serve(sock: socket.socket) -> int:
 def _reap(sock: socket.socket, children: dict[int, int]) -> None:
     while children:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
         request_id = children.pop(pid, None)
         if request_id is not None:
-            _reply(sock, {"id": request_id, "exit": os.waitstatus_to_exitcode(status)})
+            cpu = usage.ru_utime + usage.ru_stime
+            _reply(sock, {"id": request_id, "exit": os.waitstatus_to_exitcode(status), "cpu": cpu,
+                          "maxrss_kb": usage.ru_maxrss})
 
 
 def _reply(sock: socket.socket, message: dict[str, Any]) -> None:
