@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
 """Figures for the spine: cold start, state-proposal round trip, SyncRuns ingest.
 
-    python bench/spine.py [--only coldstart,roundtrip,ingest] [--backends sqlite,postgres]
+    python bench/spine.py [--only coldstart,roundtrip,ingest] [--backends sqlite,postgres,postgres-split]
 
 Each figure is measured against a real `weir server start` subprocess over
 loopback gRPC; nothing here is a test (no asserts on time). Prints a table and
 one `RESULT {json}` line.
+
+``postgres-split`` is the distributed topology instead: `weir service
+orchestration` and `weir service events` as two processes on Postgres and a
+nats-server of the bench's own, so the events persister does not share the
+orchestration service's event loop (round trip and ingest are measured
+against the orchestration process).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from weir.v1 import common_pb2, orchestration_pb2_grpc
 from weir.v1 import orchestration_pb2 as pb
-from weir_kit.jetstream import free_port
+from weir_kit.jetstream import EmbeddedNats, free_port
 
 SERVICES = [
     "weir.v1.OrchestrationService",
@@ -108,6 +114,48 @@ class Server:
             self.proc.wait(timeout=20)
 
 
+class SplitServices:
+    """`weir service orchestration` + `weir service events` on Postgres and a nats-server of our own."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.nats = EmbeddedNats(home / "nats")
+        self.grpc_port = free_port()
+        self.events_port = free_port()
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self) -> None:
+        nats_url = self.nats.start()
+        env = {
+            **os.environ,
+            "WEIR_HOME": str(self.home),
+            "WEIR_DATABASE_SCHEMA_PREFIX": f"b{uuid.uuid4().hex[:8]}_",
+        }
+        for name, port in (("orchestration", self.grpc_port), ("events", self.events_port)):
+            args = [sys.executable, "-m", "weir.cli", "service", name, "--grpc-port", str(port)]
+            args += ["--database-url", POSTGRES_URL, "--nats-url", nats_url]
+            self.procs.append(subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port in (self.grpc_port, self.events_port):
+            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+            grpc.channel_ready_future(channel).result(timeout=60)
+            stub = health_pb2_grpc.HealthStub(channel)
+            while stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status != 1:
+                time.sleep(0.01)
+            channel.close()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            proc.wait(timeout=20)
+        self.nats.stop()
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
@@ -140,7 +188,7 @@ def _state(t: int) -> common_pb2.State:
     return common_pb2.State(type=t)
 
 
-def bench_roundtrip(server: Server, runs: int) -> dict[str, object]:
+def bench_roundtrip(server: Server | SplitServices, runs: int) -> dict[str, object]:
     channel = grpc.insecure_channel(server.address)
     stub = orchestration_pb2_grpc.OrchestrationServiceStub(channel)
     flow = f"bench-rt-{uuid.uuid4().hex[:6]}"
@@ -161,7 +209,7 @@ def bench_roundtrip(server: Server, runs: int) -> dict[str, object]:
     return {"p50_ms": pct(samples, 0.5), "p99_ms": pct(samples, 0.99), "n": len(samples)}
 
 
-def bench_ingest(server: Server, total: int, batch: int) -> dict[str, object]:
+def bench_ingest(server: Server | SplitServices, total: int, batch: int) -> dict[str, object]:
     channel = grpc.insecure_channel(server.address, options=[("grpc.max_send_message_length", 64 << 20)])
     stub = orchestration_pb2_grpc.OrchestrationServiceStub(channel)
     run = stub.CreateFlowRun(pb.CreateFlowRunRequest(flow_name="bench-ingest")).flow_run
@@ -219,7 +267,7 @@ def main() -> int:
         if not ({"roundtrip", "ingest"} & only):
             break
         home = Path(tempfile.mkdtemp(prefix="weir-bench-"))
-        server = Server(home, backend)
+        server: Server | SplitServices = SplitServices(home) if backend == "postgres-split" else Server(home, backend)
         server.start()
         try:
             if "roundtrip" in only:
