@@ -19,11 +19,28 @@ the event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Column, Index, Integer, LargeBinary, MetaData, String, Table, delete, insert, select
+from sqlalchemy import (
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    any_,
+    bindparam,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from weir.v1 import common_pb2
@@ -59,6 +76,15 @@ class Outbox:
         self.settings = settings
         self.wakeup = asyncio.Event()
         self._insert = Prepared(insert(table), keys=["id", "subject", "data", "created"])
+        # The relay's statements. Rows are deleted by the seqs it read: on Postgres as an array,
+        # on SQLite as a JSON list (json_each), so one prepared statement serves any batch.
+        oldest = select(table.c.seq, table.c.id, table.c.subject, table.c.data).order_by(table.c.seq)
+        oldest = oldest.limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer))
+        self.oldest = Prepared(oldest)
+        self.claim = Prepared(oldest.with_for_update(skip_locked=True))
+        self.delete_any = Prepared(delete(table).where(table.c.seq == any_(bindparam("seqs", type_=ARRAY(Integer)))))
+        listed = select(column("value", Integer)).select_from(func.json_each(bindparam("seqs", type_=String)))
+        self.delete_listed = Prepared(delete(table).where(table.c.seq.in_(listed.scalar_subquery())))
         db.add_commit_listener(self.wakeup.set)
 
     def rows(self, events: Sequence[common_pb2.Event]) -> list[dict[str, Any]]:
@@ -134,25 +160,25 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch; returns how many rows left the outbox."""
-        table = self.outbox.table
-        query = select(table.c.seq, table.c.id, table.c.subject, table.c.data).order_by(table.c.seq)
-        query = query.limit(self.settings.outbox_batch_size)
         db = self.outbox.db
+        batch = {"limit": self.settings.outbox_batch_size, "offset": 0}
         if db.is_postgres:
             async with db.transaction() as session:
-                rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
+                drv = await driver(session)
+                rows = await drv.fetch(self.outbox.claim, batch)
                 if rows:
                     await self._publish(rows)
-                    await session.execute(delete(table).where(table.c.seq.in_([r.seq for r in rows])))
+                    await drv.execute(self.outbox.delete_any, {"seqs": [r.seq for r in rows]})
             return len(rows)
         # SQLite: read on the write connection (statements run on the loop's thread, no hop to
         # a reader thread and back), but don't hold the write lock while publishing.
         async with db.transaction(notify=False) as session:
-            rows = (await session.execute(query)).all()
+            rows = await (await driver(session)).fetch(self.outbox.oldest, batch)
         if rows:
             await self._publish(rows)
             async with db.transaction() as session:
-                await session.execute(delete(table).where(table.c.seq.in_([r.seq for r in rows])))
+                seqs = json.dumps([r.seq for r in rows])
+                await (await driver(session)).execute(self.outbox.delete_listed, {"seqs": seqs})
         return len(rows)
 
     async def _publish(self, rows: Sequence[Any]) -> None:
