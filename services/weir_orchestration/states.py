@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from weir.errors import InvalidArgument, NotFound
@@ -231,46 +231,37 @@ async def _earlier_answers(
     return by_id, by_key
 
 
-async def _cache_hits(
+async def _cache_lookup(
     session: AsyncSession, keys: set[str], now: datetime, exclude: Sequence[str]
-) -> dict[str, tuple[str, State]]:
-    """The newest still-valid COMPLETED task run state per cache key."""
+) -> tuple[dict[str, tuple[str, State]], dict[str, set[str]]]:
+    """Per cache key: the newest still-valid COMPLETED task run state (a hit), and the task runs
+    RUNNING with it (holders: their results may soon be hits).
+
+    One statement, so one snapshot: a holder that completes meanwhile is seen either RUNNING or
+    COMPLETED. Two statements could miss it in both (RUNNING gone from the second, COMPLETED not
+    yet in the first) and run its body a second time.
+    """
     if not keys:
-        return {}
+        return {}, {}
     c = task_runs.c
+    since = now - timedelta(seconds=CACHE_HOLD_SECONDS)
+    valid_hit = and_(c.state_type == "COMPLETED", or_(c.cache_expiration.is_(None), c.cache_expiration > now))
+    holding = and_(c.state_type == "RUNNING", c.state_timestamp > since)
     query = (
         select(task_runs)
-        .where(
-            c.cache_key.in_(keys),
-            c.state_type == "COMPLETED",
-            or_(c.cache_expiration.is_(None), c.cache_expiration > now),
-            c.id.not_in(list(exclude)),
-        )
+        .where(c.cache_key.in_(keys), or_(valid_hit, holding), c.id.not_in(list(exclude)))
         .order_by(c.state_timestamp)
     )
     hits: dict[str, tuple[str, State]] = {}
+    holders: dict[str, set[str]] = {}
     for row in (await session.execute(query)).all():
+        if row.state_type == "RUNNING":
+            holders.setdefault(row.cache_key, set()).add(row.id)
+            continue
         state = state_from_run_row(row)
         if state is not None:
             hits[row.cache_key] = (row.id, state)
-    return hits
-
-
-async def _cache_holders(
-    session: AsyncSession, keys: set[str], now: datetime, exclude: Sequence[str]
-) -> dict[str, set[str]]:
-    """Task runs (by cache key) that are RUNNING with one of ``keys``: their results may soon be hits."""
-    if not keys:
-        return {}
-    c = task_runs.c
-    since = now - timedelta(seconds=CACHE_HOLD_SECONDS)
-    query = select(c.id, c.cache_key).where(
-        c.cache_key.in_(keys), c.state_type == "RUNNING", c.state_timestamp > since, c.id.not_in(list(exclude))
-    )
-    holders: dict[str, set[str]] = {}
-    for row in (await session.execute(query)).all():
-        holders.setdefault(row.cache_key, set()).add(row.id)
-    return holders
+    return hits, holders
 
 
 def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
@@ -357,8 +348,7 @@ async def apply(
     }
     # Two streams asking about one key at once: the second waits for the first's commit (Postgres).
     await lock_cache_keys(session, wanted_keys, is_postgres=svc.db.is_postgres)
-    hits = await _cache_hits(session, wanted_keys - {""}, now, [p.run_id for p in proposals])
-    holders = await _cache_holders(session, wanted_keys - {""} - set(hits), now, [p.run_id for p in proposals])
+    hits, holders = await _cache_lookup(session, wanted_keys - {""}, now, [p.run_id for p in proposals])
     batch = _Batch()
     outcomes = []
     for p in proposals:
