@@ -342,9 +342,10 @@ class ProcessWorker:
     async def _start_process(self, spec: LaunchSpec, active: _ActiveRun) -> RunProcess:
         """Fork the run from the warm interpreter when it can start there; else spawn a new one."""
         stream_output = active.job.stream_output
-        if self._forks is not None and self._forks.accepts(spec) and await self._start_fork_server():
+        forks = self._forks
+        if forks is not None and forks.accepts(spec) and await self._start_fork_server():
             try:
-                return await self._forks.launch(spec, label=active.label, stream_output=stream_output, out=self._out)
+                return await forks.launch(spec, label=active.label, stream_output=stream_output, out=self._out)
             except ForkServerUnavailable as exc:
                 log.warning("flow run %s: %s; starting a new interpreter", active.assign.flow_run_id, exc)
         process = FlowRunProcess(spec, label=active.label, stream_output=stream_output, out=self._out)
