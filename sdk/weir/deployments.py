@@ -340,34 +340,34 @@ async def _run_deployment(
 ) -> FlowRun:
     deployment = await read_deployment(client, name_or_id)
     assert deployment.id is not None  # stored deployments always have one
-    if caller.task_run_id is not None or caller.flow_run_id is None:
-        flow_run_id = await client.create_flow_run_from_deployment(
-            deployment.id, name=flow_run_name, parent_task_run_id=caller.task_run_id, **options
-        )
-        return await wait_for_flow_run(client, flow_run_id, timeout=timeout, poll_interval=poll_interval)
-    # In a flow: a task run of the caller stands for this call, and the new run is its child.
     full_name = f"{deployment.flow_name}/{deployment.name}"
-    link_run = await client.create_task_run(
-        flow_run_id=caller.flow_run_id,
-        name=f"run_deployment-{full_name}",
-        task_key=f"run_deployment:{full_name}",
-        dynamic_key=str(uuid.uuid4()),
-        state=State(type=StateType.RUNNING),
-    )
-    link = link_run.id
+    parent = caller.task_run_id
+    link = None  # in a flow (not a task): a task run of the caller stands for this call
+    if parent is None and caller.flow_run_id is not None:
+        link_run = await client.create_task_run(
+            flow_run_id=caller.flow_run_id,
+            name=f"run_deployment-{full_name}",
+            task_key=f"run_deployment:{full_name}",
+            dynamic_key=str(uuid.uuid4()),
+            state=State(type=StateType.RUNNING),
+        )
+        parent = link = link_run.id
     try:
         flow_run_id = await client.create_flow_run_from_deployment(
-            deployment.id, name=flow_run_name, parent_task_run_id=link, **options
+            deployment.id, name=flow_run_name, parent_task_run_id=parent, **options
         )
         run = await wait_for_flow_run(client, flow_run_id, timeout=timeout, poll_interval=poll_interval)
     except BaseException as exc:
-        await _end_link(client, link, State(type=StateType.FAILED, message=f"run_deployment {full_name}: {exc!r}"))
+        if link is not None:
+            failed = State(type=StateType.FAILED, message=f"run_deployment {full_name}: {exc!r}")
+            await _end_link(client, link, failed)
         raise
-    if run.state is not None and run.state.is_final():
-        end = State(type=run.state.type, message=f"flow run {run.name} ended {run.state.display_name}")
-    else:
-        end = State(type=StateType.COMPLETED, message=f"created flow run {run.name} (not waited for)")
-    await _end_link(client, link, end)
+    if link is not None:
+        if run.state is not None and run.state.is_final():
+            end = State(type=run.state.type, message=f"flow run {run.name} ended {run.state.display_name}")
+        else:
+            end = State(type=StateType.COMPLETED, message=f"created flow run {run.name} (not waited for)")
+        await _end_link(client, link, end)
     return run
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 
 from weir_kit.loops import BackgroundLoop
 from weir_kit.runtime import ServiceContext
@@ -104,10 +104,7 @@ class Sweeper(BackgroundLoop):
                 f.state_timestamp >= now - ORPHAN_LOOKBACK,
                 t.state_type.in_(_UNFINISHED),
             )
-            .limit(self.settings.sweeper_batch_size)
         )
-        if self.svc.db.is_postgres:
-            query = query.with_for_update(skip_locked=True, of=task_runs)
 
         def end(row: Any) -> State:
             flow_state = row.flow_state.capitalize()
@@ -116,23 +113,23 @@ class Sweeper(BackgroundLoop):
                 return State(CANCELLED, "Cancelled", now, message=message)
             return State(CRASHED, "Crashed", now, message=message)
 
-        async with self.svc.db.transaction() as session:
-            rows = (await session.execute(query)).all()
-            proposals = [states.Proposal(r.id, end(r), client_state_id=False) for r in rows]
-            await states.apply(session, self.svc, RunKind.TASK, proposals, now)
-        if rows:
-            log.info("sweeper ended %d task runs of ended flow runs", len(rows))
-        return len(rows)
+        return await self._propose(query, RunKind.TASK, end, now, lock=task_runs)
 
     async def _move(self, condition: ColumnElement[bool], make: Callable[[Any], State], now: datetime) -> int:
         query = select(flow_runs.c.id, flow_runs.c.expected_start_time).where(condition)
+        return await self._propose(query, RunKind.FLOW, make, now)
+
+    async def _propose(
+        self, query: Select[Any], kind: RunKind, make: Callable[[Any], State], now: datetime, lock: Any = None
+    ) -> int:
+        """Propose ``make(row)`` for a batch of the rows ``query`` selects (by ``id``), skipping locked rows."""
         query = query.limit(self.settings.sweeper_batch_size)
         if self.svc.db.is_postgres:
-            query = query.with_for_update(skip_locked=True)
+            query = query.with_for_update(skip_locked=True, of=lock)
         async with self.svc.db.transaction() as session:
             rows = (await session.execute(query)).all()
             proposals = [states.Proposal(r.id, make(r), client_state_id=False) for r in rows]
-            await states.apply(session, self.svc, RunKind.FLOW, proposals, now)
+            await states.apply(session, self.svc, kind, proposals, now)
         if rows:
-            log.info("sweeper moved %d flow runs", len(rows))
+            log.info("sweeper moved %d %s runs", len(rows), kind.value)
         return len(rows)
