@@ -2,7 +2,11 @@
 
 Any thread may :meth:`RunSync.submit` records; they are numbered and sent
 from the runtime loop in as few messages as possible (one loop wake-up per
-burst, not per record). The server acks the highest sequence it committed;
+burst, not per record). At most ``MAX_IN_FLIGHT`` messages are unacked at a
+time: while the server is writing, new records wait on the client and leave
+together with the next ack, so a fast loop of small tasks becomes a few
+large batches (one transaction each) rather than hundreds of one-record
+ones. The server acks the highest sequence it committed;
 a record whose proposal needs a decision gets a ``concurrent.futures.Future``
 that resolves with the server's answer. When the stream breaks, it is opened
 again and everything not yet acked is sent again with the same numbers and
@@ -28,6 +32,9 @@ from weir.v1 import orchestration_pb2 as pb
 log = logging.getLogger("weir.engine")
 
 MAX_RECORDS_PER_MESSAGE = 1000
+#: Messages sent and not yet acked. Two keep the server busy: it reads the
+#: next message while it writes the current one.
+MAX_IN_FLIGHT = 2
 _RECONNECT_FIRST = 0.05
 _RECONNECT_CAP = 2.0
 
@@ -55,6 +62,8 @@ class RunSync:
         self._seq = 0
         self._unacked: deque[_Pending] = deque()
         self._flushes: list[tuple[int, Future[None]]] = []
+        #: Flushes waiting for records still held back by the window (no seq yet).
+        self._unsent_flushes: list[Future[None]] = []
         self._outgoing: asyncio.Queue[pb.SyncRunsRequest | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -97,13 +106,27 @@ class RunSync:
         self._drain()
         if self.error is not None:
             done.set_exception(self.error)
+        elif self._has_queued():
+            self._unsent_flushes.append(done)  # given a seq when its records leave
         elif not self._unacked:
             done.set_result(None)
         else:
             self._flushes.append((self._seq, done))
 
+    def _has_queued(self) -> bool:
+        with self._lock:
+            return bool(self._creates or self._proposals or self._logs)
+
     def _drain(self) -> None:
-        """Turn queued records into numbered messages (on the loop thread)."""
+        """Turn queued records into numbered messages (on the loop thread).
+
+        Held back while ``MAX_IN_FLIGHT`` messages await their ack; the ack
+        drains again.
+        """
+        if len(self._unacked) >= MAX_IN_FLIGHT and self.error is None:
+            with self._lock:
+                self._scheduled = False
+            return
         with self._lock:
             creates, self._creates = self._creates, []
             proposals, self._proposals = self._proposals, []
@@ -123,6 +146,9 @@ class RunSync:
             self._unacked.append(pending)
             assert self._outgoing is not None
             self._outgoing.put_nowait(msg)
+        if self._unsent_flushes:
+            self._flushes.extend((self._seq, fut) for fut in self._unsent_flushes)
+            self._unsent_flushes = []
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
@@ -194,6 +220,8 @@ class RunSync:
             else:
                 still.append((seq, fut))
         self._flushes = still
+        if len(self._unacked) < MAX_IN_FLIGHT:
+            self._drain()  # what waited for the window
 
     def _fail(self, error: BaseException) -> None:
         self.error = error
@@ -202,9 +230,9 @@ class RunSync:
         for waiter in waiters.values():
             if not waiter.done():
                 waiter.set_exception(error)
-        for _, fut in self._flushes:
+        for fut in [f for _, f in self._flushes] + self._unsent_flushes:
             fut.set_exception(error)
-        self._flushes = []
+        self._flushes, self._unsent_flushes = [], []
 
     async def close(self) -> None:
         self._closed = True
