@@ -25,7 +25,7 @@ class Loopback:
         self.received: list[pb.SyncRunsRequest] = []
         self.replies: asyncio.Queue[pb.SyncRunsResponse] = asyncio.Queue()
 
-    def open(self, requests: AsyncIterator[pb.SyncRunsRequest]) -> "Call":
+    def open(self, requests: AsyncIterator[pb.SyncRunsRequest]) -> Call:
         return Call(self, requests)
 
 
@@ -38,7 +38,7 @@ class Call:
         async for msg in requests:
             self.server.received.append(msg)
 
-    def __aiter__(self) -> "Call":
+    def __aiter__(self) -> Call:
         return self
 
     async def __anext__(self) -> pb.SyncRunsResponse:
@@ -68,7 +68,7 @@ def loop_thread():
     loop.close()
 
 
-def _on(loop: asyncio.AbstractEventLoop, coro):  # noqa: ANN001, ANN202
+def _on(loop: asyncio.AbstractEventLoop, coro):
     return asyncio.run_coroutine_threadsafe(coro, loop).result(5)
 
 
