@@ -125,9 +125,7 @@ def _import_module(entrypoint: str, target: str, base: Path) -> ModuleType:
             raise InvalidArgument(
                 f"entrypoint {entrypoint!r}: no module {exc.name!r} (looked in {base} and sys.path)", field=_FIELD
             ) from None
-        raise InvalidArgument(
-            f"entrypoint {entrypoint!r}: importing {target} failed: {exc}", field=_FIELD
-        ) from exc
+        raise InvalidArgument(f"entrypoint {entrypoint!r}: importing {target} failed: {exc}", field=_FIELD) from exc
     except Exception as exc:
         raise InvalidArgument(
             f"entrypoint {entrypoint!r}: importing {target} failed: {type(exc).__name__}: {exc}", field=_FIELD

@@ -203,9 +203,7 @@ def _check_parameters(flow: Flow[Any, Any], parameters: Mapping[str, Any] | None
     if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
         for key in values:
             if key not in signature.parameters:
-                raise InvalidArgument(
-                    f"flow {flow.name!r} has no parameter {key!r}", field=f"parameters.{key}"
-                )
+                raise InvalidArgument(f"flow {flow.name!r} has no parameter {key!r}", field=f"parameters.{key}")
     try:
         jsonable: dict[str, Any] = to_jsonable_python(values)
     except PydanticSerializationError as exc:

@@ -114,8 +114,16 @@ class Flow(Generic[P, R]):
         from weir.workers.serve import serve_flow
 
         serve_flow(
-            self, name, cron=cron, interval=interval, rrule=rrule, timezone=timezone,
-            parameters=parameters, tags=tags, limit=limit, **options,
+            self,
+            name,
+            cron=cron,
+            interval=interval,
+            rrule=rrule,
+            timezone=timezone,
+            parameters=parameters,
+            tags=tags,
+            limit=limit,
+            **options,
         )
 
     def __repr__(self) -> str:

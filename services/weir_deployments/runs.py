@@ -140,7 +140,12 @@ async def create_from_deployment(
         when = scheduled or now
         parent = parse_id(req.parent_task_run_id, "parent_task_run_id") if req.parent_task_run_id else ""
         request = create_request(
-            dep, when, parameters=parameters, tags=req.tags, name=req.name, idempotency_key=key,
+            dep,
+            when,
+            parameters=parameters,
+            tags=req.tags,
+            name=req.name,
+            idempotency_key=key,
             parent_task_run_id=parent,
         )
         row = new_row(flow_run_id, dep, queue, when, request, now, job_vars=run_vars)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -27,6 +27,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import delete, select, update
 
+from weir._proto import timestamp_to_datetime
 from weir.v1 import common_pb2
 from weir_deployments.models import deployment_runs
 from weir_deployments.settings import DeploymentsSettings
@@ -52,7 +53,7 @@ def _parse(event: common_pb2.Event) -> tuple[str, str, dict[str, Any]] | None:
     facts: dict[str, Any] = {
         "type": event.resource.labels.get("weir.state-type", ""),
         "name": event.resource.labels.get("weir.state-name", ""),
-        "occurred": event.occurred.ToDatetime(tzinfo=UTC),
+        "occurred": timestamp_to_datetime(event.occurred),
     }
     validated = event.payload.fields.get("validated_state")
     if validated is not None and validated.HasField("struct_value"):

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import ColumnElement, or_, select
 
+from weir._proto import timestamp_to_datetime as proto_timestamp_to_datetime
 from weir.errors import InvalidArgument
 from weir.v1 import common_pb2, events_pb2
 from weir_events.models import event_resources, events
@@ -31,8 +32,13 @@ class EventCriteria:
     before: datetime | None = None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp_to_datetime(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
+    """The aware UTC datetime of ``ts`` (the epoch when unset, as protobuf's own ToDatetime)."""
+    value = proto_timestamp_to_datetime(ts)
+    return value if value is not None else _EPOCH
 
 
 def parse_filter(message: events_pb2.EventFilter, field: str = "filter") -> EventCriteria:

@@ -31,7 +31,7 @@ from weir_events.settings import EventsSettings
 from weir_kit.clock import Clock
 from weir_kit.db import Database
 from weir_kit.jetstream import Nats, ensure_stream, fetch_batch
-from weir_kit.loops import cancel_and_wait
+from weir_kit.loops import FOREGROUND, cancel_and_wait
 
 log = logging.getLogger("weir.events.persister")
 
@@ -133,6 +133,7 @@ class Persister:
             try:
                 if self._sub is None:
                     self._sub = await self._subscribe()
+                await FOREGROUND.yield_to(self.nats.settings.background_defer_max_seconds)
                 await self.consume_once(self._sub)
                 backoff = 0.05
             except Exception as exc:

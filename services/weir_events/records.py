@@ -8,6 +8,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
 
+from weir._proto import to_timestamp
 from weir.v1 import common_pb2
 from weir_events.filters import timestamp_to_datetime
 from weir_events.models import ID, PRIMARY_ROLE
@@ -60,8 +61,8 @@ def event_from_row(row: Any) -> common_pb2.Event:
         related=[common_pb2.Resource(labels=r) for r in row.related],
         follows=row.follows or "",
     )
-    message.occurred.FromDatetime(row.occurred)
-    message.received.FromDatetime(row.received)
+    message.occurred.CopyFrom(to_timestamp(row.occurred))
+    message.received.CopyFrom(to_timestamp(row.received))
     if row.payload:
         payload = Struct()
         payload.update(row.payload)

@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf.struct_pb2 import Struct
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from weir._proto import to_timestamp
 from weir.v1 import common_pb2
 
 RESOURCE_ID = "weir.resource.id"
@@ -40,11 +40,9 @@ def new_event(
     follows: str | None = None,
     event_id: str | None = None,
 ) -> common_pb2.Event:
-    ts = Timestamp()
-    ts.FromDatetime(occurred)
     msg = common_pb2.Event(
         id=event_id or str(uuid.uuid4()),
-        occurred=ts,
+        occurred=to_timestamp(occurred),
         event=event,
         resource=common_pb2.Resource(labels=dict(resource_labels)),
         related=[common_pb2.Resource(labels=dict(r)) for r in related],

@@ -55,8 +55,10 @@ class WeirInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        denied = self._api_key is not None and method not in _UNAUTHENTICATED_OK and not self._authorized(
-            handler_call_details.invocation_metadata
+        denied = (
+            self._api_key is not None
+            and method not in _UNAUTHENTICATED_OK
+            and not self._authorized(handler_call_details.invocation_metadata)
         )
         cached = self._wrapped.get((method, denied))
         if cached is None or cached[0] is not handler:
@@ -150,9 +152,7 @@ class GrpcServer:
         self.service_names.extend(names)
 
     async def start(self) -> int:
-        reflection.enable_server_reflection(
-            [*self.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME], self.server
-        )
+        reflection.enable_server_reflection([*self.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME], self.server)
         host, _, port = self.address.rpartition(":")
         self.port = self.server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:

@@ -22,6 +22,47 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[None] | None], *, rounds:
         pending = list(still)
 
 
+class Foreground:
+    """Hot-path work that a client is waiting for in this process (SyncRuns batches).
+
+    While there is some, deferrable background work (the outbox relay, the
+    events persister) holds off, so that in ``weir server start``, where every
+    service shares one event loop, a flow's task runs are committed before the
+    events they produced are relayed and stored. Each wait is capped, so the
+    background work is delayed, never starved. A counter, not an
+    ``asyncio.Event``: it is shared by every loop of the process.
+    """
+
+    poll_seconds = 0.005
+
+    def __init__(self) -> None:
+        self._active = 0
+
+    @property
+    def busy(self) -> bool:
+        return self._active > 0
+
+    def enter(self, count: int = 1) -> None:
+        self._active += count
+
+    def leave(self, count: int = 1) -> None:
+        self._active = max(0, self._active - count)
+
+    async def yield_to(self, max_wait: float) -> float:
+        """Wait while foreground work is in progress, at most ``max_wait`` seconds; how long it waited."""
+        if not self._active or max_wait <= 0:
+            return 0.0
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while self._active and loop.time() - start < max_wait:  # noqa: ASYNC110 (no Event: any loop)
+            await asyncio.sleep(self.poll_seconds)
+        return loop.time() - start
+
+
+#: This process's foreground gauge.
+FOREGROUND = Foreground()
+
+
 class BackgroundLoop:
     """One named task: ``start()`` once, ``stop()`` cancels it and waits. Subclasses write ``_run``."""
 

@@ -47,6 +47,7 @@ from weir.v1 import common_pb2
 from weir_kit.clock import utcnow
 from weir_kit.db import Database, UtcDateTime
 from weir_kit.jetstream import Nats, event_subject
+from weir_kit.loops import FOREGROUND
 from weir_kit.prepared import Prepared, driver
 from weir_kit.settings import KitSettings
 
@@ -138,6 +139,7 @@ class OutboxRelay:
             # Cleared before reading: a commit that lands during the read wakes the next round.
             self.outbox.wakeup.clear()
             try:
+                await FOREGROUND.yield_to(self.settings.background_defer_max_seconds)
                 moved = await self.relay_once()
                 backoff = 0.05
             except Exception as exc:

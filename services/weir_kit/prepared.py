@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 from sqlalchemy.types import TypeEngine
 
-from weir_kit.db import InlineWriteConnection
+from weir_kit.db import InlineWriteConnection, UtcDateTime, sqlite_utc_text
 
 Processor = Callable[[Any], Any] | None
 
@@ -39,7 +39,10 @@ _DRIVER_KEY = "weir.driver"
 
 def bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
     """The type's own bind processor; for JSON, with empty values answered from memory
-    (a task run row carries five JSON columns, mostly ``[]``, ``{}`` or null)."""
+    (a task run row carries five JSON columns, mostly ``[]``, ``{}`` or null), and for UTC
+    timestamps on SQLite, :func:`sqlite_utc_text`."""
+    if isinstance(type_, UtcDateTime) and dialect.name == "sqlite":
+        return sqlite_utc_text
     process = type_.dialect_impl(dialect).bind_processor(dialect)
     if process is None or not isinstance(type_, JSON):
         return process

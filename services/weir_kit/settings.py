@@ -50,6 +50,9 @@ class KitSettings(BaseSettings):
     outbox_batch_size: int = 500
     outbox_poll_interval_seconds: float = 1.0
     outbox_max_backoff_seconds: float = 5.0
+    #: Longest the outbox relay and the events persister wait, each round, for SyncRuns
+    #: batches in progress in the same process (0: never wait).
+    background_defer_max_seconds: float = 0.25
 
     @property
     def uses_sqlite(self) -> bool:

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from google.protobuf import struct_pb2
 
+from weir._proto import to_timestamp
 from weir.v1 import common_pb2
 from weir_kit.events import new_event, resource
 from weir_orchestration.policy import RunKind, State, type_name
@@ -69,11 +70,13 @@ def _run_resource(run: RunRef, state: State | None) -> dict[str, str]:
 def _run_event(run: RunRef, name: str, occurred: datetime, state: State | None) -> common_pb2.Event:
     """An event about ``run``, built field by field: a SyncRuns batch makes thousands
     (``new_event``'s dict and Struct copies cost twice as much)."""
-    msg = common_pb2.Event(id=str(uuid.uuid4()), event=f"{_PREFIX[run.kind]}.{name}")
-    msg.occurred.FromDatetime(occurred)
-    msg.resource.labels.update(_run_resource(run, state))
-    msg.related.extend(_related(run))
-    return msg
+    return common_pb2.Event(
+        id=str(uuid.uuid4()),
+        event=f"{_PREFIX[run.kind]}.{name}",
+        occurred=to_timestamp(occurred),
+        resource=common_pb2.Resource(labels=_run_resource(run, state)),
+        related=_related(run),
+    )
 
 
 def _put_state(value: struct_pb2.Value, state: State | None) -> None:

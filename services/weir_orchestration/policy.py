@@ -77,6 +77,10 @@ class StateDetails:
     refresh_cache: bool = False
 
 
+#: The details of most states: shared, so writers can tell "none set" by identity.
+NO_DETAILS = StateDetails()
+
+
 @dataclass(frozen=True)
 class State:
     type: int
@@ -84,7 +88,7 @@ class State:
     timestamp: datetime
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     message: str = ""
-    details: StateDetails = field(default_factory=StateDetails)
+    details: StateDetails = NO_DETAILS
     data: Any = None
 
     @property

@@ -14,7 +14,7 @@ from weir.errors import InvalidArgument
 from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
 from weir_kit.values import parse_id
-from weir_orchestration.policy import ALL_TYPES, RunPolicy, State, StateDetails, default_name, type_name
+from weir_orchestration.policy import ALL_TYPES, NO_DETAILS, RunPolicy, State, StateDetails, default_name, type_name
 
 _DETAIL_TIMES = ("scheduled_time", "cache_expiration", "pause_timeout")
 
@@ -50,6 +50,9 @@ ts = to_timestamp
 
 
 def details_to_json(details: StateDetails) -> dict[str, Any]:
+    """Only the fields that are set (most states set none: answered without a loop)."""
+    if details is NO_DETAILS:
+        return {}
     out: dict[str, Any] = {}
     for name, value in vars(details).items():
         if name in _DETAIL_TIMES:
@@ -62,7 +65,7 @@ def details_to_json(details: StateDetails) -> dict[str, Any]:
 
 def details_from_json(raw: Mapping[str, Any] | None) -> StateDetails:
     if not raw:
-        return StateDetails()
+        return NO_DETAILS
     known = {k: v for k, v in raw.items() if k in StateDetails.__dataclass_fields__}
     for name in _DETAIL_TIMES:
         if name in known:
@@ -71,6 +74,8 @@ def details_from_json(raw: Mapping[str, Any] | None) -> StateDetails:
 
 
 def details_from_pb(msg: common_pb2.StateDetails) -> StateDetails:
+    if not msg.ByteSize():
+        return NO_DETAILS
     return StateDetails(
         scheduled_time=timestamp_to_datetime(msg.scheduled_time) if msg.HasField("scheduled_time") else None,
         cache_key=msg.cache_key,

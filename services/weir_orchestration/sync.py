@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 from weir.v1 import orchestration_pb2 as pb
+from weir_kit.loops import FOREGROUND
 from weir_kit.runtime import ServiceContext
 from weir_orchestration import logs, states, task_runs
 from weir_orchestration.policy import Decision, RunKind
@@ -34,11 +35,16 @@ async def sync_runs(
     svc: ServiceContext, settings: OrchestrationSettings, requests: AsyncIterator[pb.SyncRunsRequest]
 ) -> AsyncIterator[pb.SyncRunsResponse]:
     queue: asyncio.Queue[pb.SyncRunsRequest | None] = asyncio.Queue()
+    # Messages received and not yet written: background loops of this process hold off meanwhile.
+    held = 0
 
     async def read() -> None:
+        nonlocal held
         try:
             async for msg in requests:
                 queue.put_nowait(msg)
+                held += 1
+                FOREGROUND.enter()
         finally:
             queue.put_nowait(_END)
 
@@ -57,11 +63,17 @@ async def sync_runs(
                     break
                 batch.append(msg)
                 size += _records(msg)
-            yield await write_batch(svc, settings, batch)
+            try:
+                response = await write_batch(svc, settings, batch)
+            finally:
+                held -= len(batch)
+                FOREGROUND.leave(len(batch))
+            yield response
     finally:
         reader.cancel()
         with contextlib.suppress(BaseException):
             await reader
+        FOREGROUND.leave(held)
 
 
 async def write_batch(

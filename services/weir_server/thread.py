@@ -44,4 +44,3 @@ class StackThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout)
             self.loop.close()
-

@@ -27,7 +27,6 @@ from weir_kit.jetstream import free_port
 pytestmark = pytest.mark.slow
 
 
-
 def _wait_serving(address: str, service: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 60
     with grpc.insecure_channel(address) as channel:
@@ -65,9 +64,22 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
             log = base / f"{name}.log"
             with open(log, "wb") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "weir.cli", "service", service, "--grpc-port", str(port),
-                     "--database-url", POSTGRES_URL, "--nats-url", nats_url],
-                    env=env, stdout=out, stderr=subprocess.STDOUT,
+                    [
+                        sys.executable,
+                        "-m",
+                        "weir.cli",
+                        "service",
+                        service,
+                        "--grpc-port",
+                        str(port),
+                        "--database-url",
+                        POSTGRES_URL,
+                        "--nats-url",
+                        nats_url,
+                    ],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
                 )
             procs.append(proc)
             addresses[name] = f"127.0.0.1:{port}"
@@ -103,8 +115,11 @@ async def test_two_replicas_one_events_service(topology: dict[str, str]) -> None
             assert (await mover.set_flow_run_state(run.id, State(type=StateType.COMPLETED))).accepted
             run_ids.append(run.id)
 
-        expected = {(f"weir.flow-run.{rid}", name) for rid in run_ids for name in
-                    ("weir.flow-run.Pending", "weir.flow-run.Running", "weir.flow-run.Completed")}
+        expected = {
+            (f"weir.flow-run.{rid}", name)
+            for rid in run_ids
+            for name in ("weir.flow-run.Pending", "weir.flow-run.Running", "weir.flow-run.Completed")
+        }
         deadline = time.monotonic() + 20
         while True:
             seen: Counter[tuple[str, str]] = Counter()

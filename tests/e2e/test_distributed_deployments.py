@@ -47,9 +47,22 @@ class Topology:
         log = self.base / f"{name}.log"
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "weir.cli", "service", service, "--grpc-port", str(port),
-                 "--database-url", POSTGRES_URL, "--nats-url", self.nats_url],
-                env={**self.env, **extra_env}, stdout=out, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "weir.cli",
+                    "service",
+                    service,
+                    "--grpc-port",
+                    str(port),
+                    "--database-url",
+                    POSTGRES_URL,
+                    "--nats-url",
+                    self.nats_url,
+                ],
+                env={**self.env, **extra_env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         self.procs[name] = proc
         self.addresses[name] = f"127.0.0.1:{port}"
@@ -194,8 +207,12 @@ async def test_a_replica_killed_during_assignments_loses_and_duplicates_nothing(
         assert set(seen) == ids and all(n == 1 for n in seen.values()), seen
         # A comes back on the same port; it serves again and nothing is created twice.
         port = int(a_address.rsplit(":", 1)[1])
-        topology.start("deployments-a", "deployments", port=port,
-                       WEIR_DEPLOYMENTS_ORCHESTRATION_ADDRESS=topology.addresses["orchestration"])
+        topology.start(
+            "deployments-a",
+            "deployments",
+            port=port,
+            WEIR_DEPLOYMENTS_ORCHESTRATION_ADDRESS=topology.addresses["orchestration"],
+        )
         listed = await b.orchestration.ListFlowRuns(
             opb.ListFlowRunsRequest(filter=opb.FlowRunFilter(deployment_id=dep_id))
         )
@@ -206,5 +223,3 @@ async def test_a_replica_killed_during_assignments_loses_and_duplicates_nothing(
         await wb.close()
         for api in (a, b):
             await api.channel.close()
-
-

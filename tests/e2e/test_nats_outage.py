@@ -57,9 +57,10 @@ async def test_state_changes_survive_a_nats_outage(own_stack) -> None:
             run_ids.append(run.id)
         # Nothing could be published: the events wait in orchestration's outbox.
         orchestration = next(h for h in stack.hosted if h.name == "orchestration")
-        assert await asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(orchestration.outbox.pending(), own_stack.loop)
-        ) >= 15
+        assert (
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(orchestration.outbox.pending(), own_stack.loop))
+            >= 15
+        )
         assert await _persisted(client, run_ids) == Counter()
 
         await asyncio.to_thread(nats.start)  # same port, same store

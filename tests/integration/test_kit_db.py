@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import JSON, Column, Float, MetaData, String, Table, bindparam, insert, select
+from sqlalchemy.dialects import sqlite
 
 from tests.fixtures.backends import BACKENDS, POSTGRES_URL, require_backend, unique_schema_prefix
-from weir_kit.db import Database, UtcDateTime
+from weir_kit.db import Database, UtcDateTime, sqlite_utc_text
 from weir_kit.prepared import Prepared, driver
 from weir_kit.settings import KitSettings
 
@@ -82,6 +83,26 @@ async def test_values_read_back_as_sqlalchemy_stores_them(db: Database) -> None:
         empty = (await session.execute(select(things).where(things.c.id == "y"))).one()
     assert stored._asdict() == row
     assert empty.at is None and empty.doc is None and empty.score is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 30, tzinfo=UTC),  # no microseconds: still six digits
+        datetime(2026, 3, 29, 3, 30, 0, 7, tzinfo=timezone(timedelta(hours=2))),
+        datetime(987, 1, 2, 3, 4, 5, tzinfo=UTC),
+        None,
+    ],
+)
+def test_the_fast_sqlite_timestamp_text_is_sqlalchemys(value: datetime | None) -> None:
+    dialect = sqlite.dialect()
+    assert sqlite_utc_text(value) == UtcDateTime().dialect_impl(dialect).bind_processor(dialect)(value)
+
+
+def test_the_fast_sqlite_timestamp_text_refuses_naive_times() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        sqlite_utc_text(datetime(2026, 1, 1))  # noqa: DTZ001 (the point of the test)
 
 
 async def test_only_in_a_write_transaction_on_sqlite(db: Database) -> None:

@@ -22,7 +22,6 @@ from weir_kit.jetstream import free_port
 pytestmark = pytest.mark.slow
 
 
-
 def _start(home: Path) -> tuple[subprocess.Popen[str], int, int]:
     """The server, its output going to home/../server.log (read it with _output)."""
     grpc_port, http_port = free_port(), free_port()
@@ -32,8 +31,17 @@ def _start(home: Path) -> tuple[subprocess.Popen[str], int, int]:
     home.parent.mkdir(parents=True, exist_ok=True)
     with open(home.parent / "server.log", "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "weir.cli", "server", "start", "--grpc-port", str(grpc_port), "--http-port",
-             str(http_port)],
+            [
+                sys.executable,
+                "-m",
+                "weir.cli",
+                "server",
+                "start",
+                "--grpc-port",
+                str(grpc_port),
+                "--http-port",
+                str(http_port),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

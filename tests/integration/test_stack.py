@@ -51,10 +51,14 @@ def test_reflection_lists_every_service(stack) -> None:
 @pytest.mark.parametrize(
     ("call", "rpc"),
     [
-        (lambda ch: blocks_pb2_grpc.BlockServiceStub(ch).ListBlockTypes(blocks_pb2.ListBlockTypesRequest()),
-         "BlockService.ListBlockTypes"),
-        (lambda ch: concurrency_pb2_grpc.ConcurrencyServiceStub(ch).Acquire(concurrency_pb2.AcquireRequest()),
-         "ConcurrencyService.Acquire"),
+        (
+            lambda ch: blocks_pb2_grpc.BlockServiceStub(ch).ListBlockTypes(blocks_pb2.ListBlockTypesRequest()),
+            "BlockService.ListBlockTypes",
+        ),
+        (
+            lambda ch: concurrency_pb2_grpc.ConcurrencyServiceStub(ch).Acquire(concurrency_pb2.AcquireRequest()),
+            "ConcurrencyService.Acquire",
+        ),
     ],
 )
 def test_scaffold_rpcs_say_they_are_not_built(stack, call, rpc) -> None:

@@ -205,8 +205,10 @@ def test_history_bucket_round_trip() -> None:
     bucket = HistoryBucket(
         start=T0,
         end=T1,
-        states=(StateCount(type=StateType.COMPLETED, name="Completed", count=4),
-                StateCount(type=StateType.FAILED, count=1)),
+        states=(
+            StateCount(type=StateType.COMPLETED, name="Completed", count=4),
+            StateCount(type=StateType.FAILED, count=1),
+        ),
     )
     assert history.bucket_from_proto(history.bucket_to_proto(bucket)) == bucket
 
@@ -275,9 +277,7 @@ class _FakeRpcError(grpc.RpcError):
 
 
 def test_translate_error_reads_field_from_trailing_metadata() -> None:
-    err = translate_error(
-        _FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "bad name", (("weir-field", "name"),))
-    )
+    err = translate_error(_FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "bad name", (("weir-field", "name"),)))
     assert isinstance(err, InvalidArgument)
     assert (err.message, err.field) == ("bad name", "name")
 

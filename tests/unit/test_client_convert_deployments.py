@@ -127,8 +127,14 @@ def test_work_pool_round_trip() -> None:
 
 def test_work_queue_round_trip() -> None:
     queue = WorkQueue(
-        id="q1", work_pool_name="local", name="high", priority=0, concurrency_limit=1, paused=True,
-        description="urgent", created=T0,
+        id="q1",
+        work_pool_name="local",
+        name="high",
+        priority=0,
+        concurrency_limit=1,
+        paused=True,
+        description="urgent",
+        created=T0,
     )
     assert dp.work_queue_from_proto(dp.work_queue_to_proto(queue)) == queue
     minimal = WorkQueue(work_pool_name="local", name="default")

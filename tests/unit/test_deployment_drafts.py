@@ -96,7 +96,10 @@ def test_draft_schedules_and_parameters() -> None:
         tags=["a", "b"],
     )
     assert [s.cron or s.rrule or s.interval for s in draft.schedules] == [
-        "0 3 * * *", timedelta(hours=2), "FREQ=WEEKLY", timedelta(seconds=60)
+        "0 3 * * *",
+        timedelta(hours=2),
+        "FREQ=WEEKLY",
+        timedelta(seconds=60),
     ]
     assert {s.timezone for s in draft.schedules[:3]} == {"Europe/Paris"}
     assert draft.parameters == {"day": "2025-01-02", "limit": 3}

@@ -51,9 +51,7 @@ def test_loading_twice_gives_the_same_flow(project: Path) -> None:
     assert load_flow("flows/greet.py:greet", working_directory=str(project)) is first
 
 
-def test_relative_path_uses_the_current_directory_by_default(
-    project: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_relative_path_uses_the_current_directory_by_default(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project / "flows")
     assert load_flow("greet.py:greet").name == "greeter"
 

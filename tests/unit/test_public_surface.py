@@ -9,15 +9,48 @@ import weir
 
 
 def test_exported_names_are_pinned() -> None:
-    assert sorted(weir.__all__) == sorted([
-        "FLOW_PARAMETERS", "INPUTS", "NO_CACHE", "RUN_ID", "TASK_SOURCE", "Flow", "Task", "WeirError",
-        "__version__", "as_completed", "exponential_backoff", "flow", "tags", "task", "unmapped", "wait",
-    ])
+    assert sorted(weir.__all__) == sorted(
+        [
+            "FLOW_PARAMETERS",
+            "INPUTS",
+            "NO_CACHE",
+            "RUN_ID",
+            "TASK_SOURCE",
+            "Flow",
+            "Task",
+            "WeirError",
+            "__version__",
+            "as_completed",
+            "exponential_backoff",
+            "flow",
+            "tags",
+            "task",
+            "unmapped",
+            "wait",
+        ]
+    )
     public = {name for name in dir(weir) if not name.startswith("_")}
     # Submodules show up as attributes once imported; only listed names and modules may be public.
-    modules = {"errors", "v1", "client", "settings", "cli", "engine", "flows", "tasks", "options", "context",
-               "cache_policies", "results", "task_runners", "runtime", "logging", "testing", "deployments",
-               "workers"}
+    modules = {
+        "errors",
+        "v1",
+        "client",
+        "settings",
+        "cli",
+        "engine",
+        "flows",
+        "tasks",
+        "options",
+        "context",
+        "cache_policies",
+        "results",
+        "task_runners",
+        "runtime",
+        "logging",
+        "testing",
+        "deployments",
+        "workers",
+    }
     assert public - set(weir.__all__) <= modules
 
 

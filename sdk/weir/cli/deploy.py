@@ -138,7 +138,11 @@ def _draft(index: int, spec: DeploymentSpec, base: Path) -> Any:
             try:
                 schedules.append(
                     Schedule(
-                        cron=s.cron, rrule=s.rrule, interval=s.interval, timezone=s.timezone, anchor=s.anchor,
+                        cron=s.cron,
+                        rrule=s.rrule,
+                        interval=s.interval,
+                        timezone=s.timezone,
+                        anchor=s.anchor,
                         active=s.active,
                     )
                 )

@@ -64,7 +64,10 @@ def list_deployments(
     deployments = run(
         lambda c: take(
             c.iter_deployments(
-                name_like=name, flow_name=flow, work_pool_name=pool, tags_all=tuple(tag or ()),
+                name_like=name,
+                flow_name=flow,
+                work_pool_name=pool,
+                tags_all=tuple(tag or ()),
                 page_size=min(limit, 200),
             ),
             limit,
@@ -77,8 +80,11 @@ def list_deployments(
     rows.columns[0].no_wrap = True  # the full name is what commands take: keep it copyable
     for d in deployments:
         rows.add_row(
-            d.full_name, d.id, d.work_pool_name or "-",
-            "\n".join(describe_schedule(s) for s in d.schedules) or "-", "yes" if d.paused else "no",
+            d.full_name,
+            d.id,
+            d.work_pool_name or "-",
+            "\n".join(describe_schedule(s) for s in d.schedules) or "-",
+            "yes" if d.paused else "no",
         )
     console.print(rows)
 
@@ -181,8 +187,13 @@ def run_deployment(
     async def work(client: Any) -> Any:
         deployment = await read_deployment(client, name)
         flow_run_id = await client.create_flow_run_from_deployment(
-            deployment.id, parameters=parameters, tags=tag or (), scheduled_time=scheduled_time,
-            idempotency_key=idempotency_key, job_variables=job_variables, name=run_name,
+            deployment.id,
+            parameters=parameters,
+            tags=tag or (),
+            scheduled_time=scheduled_time,
+            idempotency_key=idempotency_key,
+            job_variables=job_variables,
+            name=run_name,
             work_queue_name=queue,
         )
         if not watch:

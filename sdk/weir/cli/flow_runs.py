@@ -52,7 +52,11 @@ def list_flow_runs(
     for r in runs:
         start = r.start_time or r.expected_start_time
         rows.add_row(
-            r.id, r.name, r.flow_name or r.flow_id, fmt_state(r.state), fmt_time(start),
+            r.id,
+            r.name,
+            r.flow_name or r.flow_id,
+            fmt_state(r.state),
+            fmt_time(start),
             fmt_duration(r.total_run_time_seconds),
         )
     console.print(rows)
@@ -142,7 +146,9 @@ def flow_run_logs(
     rows = table("TIME", "LEVEL", "LOGGER", "MESSAGE")
     for record in records:
         rows.add_row(
-            fmt_time(record.timestamp), logging.getLevelName(record.level), record.name,
+            fmt_time(record.timestamp),
+            logging.getLevelName(record.level),
+            record.name,
             record.message,
         )
     console.print(rows)
@@ -198,9 +204,7 @@ def create_flow_run(
 ) -> None:
     """Create a flow run of a flow and print its id."""
     parameters = dict(parse_assignment(p) for p in param or ())
-    flow_run = run(
-        lambda c: c.create_flow_run(flow_name=flow, name=name, parameters=parameters, tags=tag or ())
-    )
+    flow_run = run(lambda c: c.create_flow_run(flow_name=flow, name=name, parameters=parameters, tags=tag or ()))
     typer.echo(flow_run.id)
 
 
@@ -233,7 +237,5 @@ def cancel_flow_run(flow_run_id: Annotated[str, typer.Argument(metavar="ID")]) -
         console.print(f"Flow run {flow_run_id} is now {now}", style="green", markup=False)
         return
     reason = f": {result.reason}" if result.reason else ""
-    console.print(
-        f"{result.decision.value}{reason} (flow run is {now})", style="yellow", markup=False, soft_wrap=True
-    )
+    console.print(f"{result.decision.value}{reason} (flow run is {now})", style="yellow", markup=False, soft_wrap=True)
     raise typer.Exit(1)

@@ -41,7 +41,11 @@ def list_task_runs(
     rows = table("ID", "NAME", "STATE", "START", "DURATION", "RUNS")
     for t in task_runs:
         rows.add_row(
-            t.id, t.name, fmt_state(t.state), fmt_time(t.start_time),
-            fmt_duration(t.total_run_time_seconds), str(t.run_count),
+            t.id,
+            t.name,
+            fmt_state(t.state),
+            fmt_time(t.start_time),
+            fmt_duration(t.total_run_time_seconds),
+            str(t.run_count),
         )
     console.print(rows)

@@ -61,8 +61,12 @@ def create_work_pool(
             else:
                 raise AlreadyExists(f"work pool {name!r} already exists (add --overwrite to replace its settings)")
         return await client.upsert_work_pool(
-            name, type=type, base_job_template=template, paused=paused,
-            concurrency_limit=concurrency_limit, description=description,
+            name,
+            type=type,
+            base_job_template=template,
+            paused=paused,
+            concurrency_limit=concurrency_limit,
+            description=description,
         )
 
     pool = run(work)

@@ -42,7 +42,11 @@ def create_work_queue(
                     f"work queue {name!r} of pool {pool!r} already exists (add --overwrite to replace its settings)"
                 )
         return await client.upsert_work_queue(
-            pool, name, priority=priority, concurrency_limit=concurrency_limit, paused=paused,
+            pool,
+            name,
+            priority=priority,
+            concurrency_limit=concurrency_limit,
+            paused=paused,
             description=description,
         )
 

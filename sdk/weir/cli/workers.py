@@ -28,8 +28,13 @@ def list_workers(
     rows = table("NAME", "POOL", "STATUS", "QUEUES", "FREE SLOTS", "RUNS", "LAST HEARTBEAT")
     for w in workers:
         rows.add_row(
-            w.name, w.work_pool_name, w.status or "-", ", ".join(w.work_queue_names) or "all",
-            str(w.free_slots), str(len(w.active_flow_run_ids)), fmt_time(w.last_heartbeat),
+            w.name,
+            w.work_pool_name,
+            w.status or "-",
+            ", ".join(w.work_queue_names) or "all",
+            str(w.free_slots),
+            str(len(w.active_flow_run_ids)),
+            fmt_time(w.last_heartbeat),
         )
     console.print(rows)
 
@@ -75,13 +80,22 @@ def start_worker(
     async def work(client: Any) -> int:
         await ensure_work_pool(client, pool)
         worker = ProcessWorker(
-            client, pool=pool, name=name, queues=queue or (), limit=limit, drain_timeout=drain_timeout,
-            worker_env=worker_env_for(Settings(), client.address), fork_server=fork_server,
+            client,
+            pool=pool,
+            name=name,
+            queues=queue or (),
+            limit=limit,
+            drain_timeout=drain_timeout,
+            worker_env=worker_env_for(Settings(), client.address),
+            fork_server=fork_server,
         )
         queues = ", ".join(worker.queues) or "all"
         worker_log.info(
             "worker %s serving pool %s (queues: %s, limit: %s); Ctrl-C drains",
-            worker.name, pool, queues, limit or "none",
+            worker.name,
+            pool,
+            queues,
+            limit or "none",
         )
         return await worker.run()
 

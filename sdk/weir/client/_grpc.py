@@ -85,9 +85,7 @@ class Transport:
         self.service_addresses = dict(service_addresses or {})
         self.timeout = timeout
         self.read_retries = read_retries
-        self.metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {api_key}"),) if api_key else ()
-        )
+        self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {api_key}"),) if api_key else ()
         self._channels: dict[str, aio.Channel] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -133,9 +131,7 @@ class Transport:
         attempt = 0
         while True:
             try:
-                return await method(
-                    request, timeout=deadline or self.timeout, metadata=self.metadata
-                )
+                return await method(request, timeout=deadline or self.timeout, metadata=self.metadata)
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
                 if idempotent and code == grpc.StatusCode.UNAVAILABLE and attempt < self.read_retries:
@@ -145,9 +141,7 @@ class Transport:
                     continue
                 raise translate_error(exc, address=self.address) from None
 
-    async def server_stream(
-        self, method: Callable[..., Any], request: Any
-    ) -> AsyncIterator[Any]:
+    async def server_stream(self, method: Callable[..., Any], request: Any) -> AsyncIterator[Any]:
         """Iterate a server-streaming RPC (no deadline); cancels it on exit."""
         call = method(request, metadata=self.metadata)
         try:

@@ -46,9 +46,7 @@ class WeirClient:
         api_key: str | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="weir-client", daemon=True
-        )
+        self._thread = threading.Thread(target=self._loop.run_forever, name="weir-client", daemon=True)
         self._thread.start()
 
         async def build() -> AsyncWeirClient:

@@ -272,9 +272,7 @@ class DeploymentsAPI:
         resp = await self._dp_call("GetWorkPool", pb.GetWorkPoolRequest(name=name), idempotent=True)
         return dp.work_pool_from_proto(resp.work_pool)
 
-    async def list_work_pools(
-        self, *, page_size: int | None = None, page_token: str | None = None
-    ) -> Page[WorkPool]:
+    async def list_work_pools(self, *, page_size: int | None = None, page_token: str | None = None) -> Page[WorkPool]:
         req = pb.ListWorkPoolsRequest(page=page_request(page_size, page_token))
         resp = await self._dp_call("ListWorkPools", req, idempotent=True)
         return Page[WorkPool](
@@ -346,9 +344,7 @@ class DeploymentsAPI:
         )
 
     def iter_work_queues(self, work_pool_name: str, *, page_size: int | None = None) -> AsyncIterator[WorkQueue]:
-        return follow_pages(
-            lambda t: self.list_work_queues(work_pool_name, page_size=page_size, page_token=t)
-        )
+        return follow_pages(lambda t: self.list_work_queues(work_pool_name, page_size=page_size, page_token=t))
 
     async def delete_work_queue(self, work_pool_name: str, name: str) -> None:
         req = pb.DeleteWorkQueueRequest(work_pool_name=work_pool_name, name=name)
@@ -382,9 +378,5 @@ class DeploymentsAPI:
             next_page_token=resp.next_page_token or None,
         )
 
-    def iter_workers(
-        self, work_pool_name: str | None = None, *, page_size: int | None = None
-    ) -> AsyncIterator[Worker]:
-        return follow_pages(
-            lambda t: self.list_workers(work_pool_name, page_size=page_size, page_token=t)
-        )
+    def iter_workers(self, work_pool_name: str | None = None, *, page_size: int | None = None) -> AsyncIterator[Worker]:
+        return follow_pages(lambda t: self.list_workers(work_pool_name, page_size=page_size, page_token=t))

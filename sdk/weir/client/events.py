@@ -74,11 +74,7 @@ class EventsAPI:
         ascending: bool = False,
         page_size: int | None = None,
     ) -> AsyncIterator[Event]:
-        return follow_pages(
-            lambda t: self.list_events(
-                filter, ascending=ascending, page_size=page_size, page_token=t
-            )
-        )
+        return follow_pages(lambda t: self.list_events(filter, ascending=ascending, page_size=page_size, page_token=t))
 
     async def read_event(self, event_id: str) -> Event:
         req = pb.GetEventRequest(id=event_id)

@@ -89,18 +89,14 @@ class OrchestrationAPI:
         page_size: int | None = None,
         page_token: str | None = None,
     ) -> Page[Flow]:
-        req = pb.ListFlowsRequest(
-            filter=fl.flow_filter_to_proto(filter), page=page_request(page_size, page_token)
-        )
+        req = pb.ListFlowsRequest(filter=fl.flow_filter_to_proto(filter), page=page_request(page_size, page_token))
         resp = await self._read("ListFlows", req)
         return Page[Flow](
             items=[fl.flow_from_proto(m) for m in resp.flows],
             next_page_token=resp.next_page_token or None,
         )
 
-    def iter_flows(
-        self, filter: FlowFilter | None = None, *, page_size: int | None = None
-    ) -> AsyncIterator[Flow]:
+    def iter_flows(self, filter: FlowFilter | None = None, *, page_size: int | None = None) -> AsyncIterator[Flow]:
         return follow_pages(lambda t: self.list_flows(filter, page_size=page_size, page_token=t))
 
     async def delete_flow(self, flow_id: str) -> None:
@@ -179,9 +175,7 @@ class OrchestrationAPI:
         sort: FlowRunSort | None = None,
         page_size: int | None = None,
     ) -> AsyncIterator[FlowRun]:
-        return follow_pages(
-            lambda t: self.list_flow_runs(filter, sort=sort, page_size=page_size, page_token=t)
-        )
+        return follow_pages(lambda t: self.list_flow_runs(filter, sort=sort, page_size=page_size, page_token=t))
 
     async def delete_flow_run(self, flow_run_id: str) -> None:
         await self._write("DeleteFlowRun", pb.DeleteFlowRunRequest(id=flow_run_id))
@@ -276,9 +270,7 @@ class OrchestrationAPI:
     def iter_task_runs(
         self, filter: TaskRunFilter | None = None, *, page_size: int | None = None
     ) -> AsyncIterator[TaskRun]:
-        return follow_pages(
-            lambda t: self.list_task_runs(filter, page_size=page_size, page_token=t)
-        )
+        return follow_pages(lambda t: self.list_task_runs(filter, page_size=page_size, page_token=t))
 
     async def delete_task_run(self, task_run_id: str) -> None:
         await self._write("DeleteTaskRun", pb.DeleteTaskRunRequest(id=task_run_id))
@@ -356,18 +348,14 @@ class OrchestrationAPI:
         page_token: str | None = None,
     ) -> Page[LogRecord]:
         """One page of log records, oldest first."""
-        req = pb.ListLogsRequest(
-            filter=lg.log_filter_to_proto(filter), page=page_request(page_size, page_token)
-        )
+        req = pb.ListLogsRequest(filter=lg.log_filter_to_proto(filter), page=page_request(page_size, page_token))
         resp = await self._read("ListLogs", req)
         return Page[LogRecord](
             items=[lg.log_from_proto(m) for m in resp.logs],
             next_page_token=resp.next_page_token or None,
         )
 
-    def iter_logs(
-        self, filter: LogFilter | None = None, *, page_size: int | None = None
-    ) -> AsyncIterator[LogRecord]:
+    def iter_logs(self, filter: LogFilter | None = None, *, page_size: int | None = None) -> AsyncIterator[LogRecord]:
         return follow_pages(lambda t: self.list_logs(filter, page_size=page_size, page_token=t))
 
     # ----------------------------------------------------------- history

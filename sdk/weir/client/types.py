@@ -438,9 +438,7 @@ class Schedule(_Model):
         return self
 
     @classmethod
-    def every(
-        cls, interval: float | timedelta, *, anchor: datetime | None = None, timezone: str = "UTC"
-    ) -> Schedule:
+    def every(cls, interval: float | timedelta, *, anchor: datetime | None = None, timezone: str = "UTC") -> Schedule:
         """Every ``interval`` (seconds or a timedelta), counted from ``anchor``."""
         if not isinstance(interval, timedelta):
             interval = timedelta(seconds=interval)

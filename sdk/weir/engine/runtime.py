@@ -27,7 +27,6 @@ T = TypeVar("T")
 log = logging.getLogger("weir.engine")
 
 
-
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

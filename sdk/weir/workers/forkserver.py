@@ -111,7 +111,11 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                *self._prefix, sys.executable, "-c", _HELPER_MAIN, str(theirs.fileno()),
+                *self._prefix,
+                sys.executable,
+                "-c",
+                _HELPER_MAIN,
+                str(theirs.fileno()),
                 env=self._env,
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -260,7 +264,9 @@ class ForkServer:
             if exited is not None and not exited.done():
                 log.debug(
                     "forked run process (request %d) used %.3fs CPU, max RSS %d kB",
-                    request_id, message.get("cpu", 0.0), message.get("maxrss_kb", 0),
+                    request_id,
+                    message.get("cpu", 0.0),
+                    message.get("maxrss_kb", 0),
                 )
                 exited.set_result(int(message["exit"]))
 
@@ -352,8 +358,10 @@ def _reap(sock: socket.socket, children: dict[int, int]) -> None:
         request_id = children.pop(pid, None)
         if request_id is not None:
             cpu = usage.ru_utime + usage.ru_stime
-            _reply(sock, {"id": request_id, "exit": os.waitstatus_to_exitcode(status), "cpu": cpu,
-                          "maxrss_kb": usage.ru_maxrss})
+            _reply(
+                sock,
+                {"id": request_id, "exit": os.waitstatus_to_exitcode(status), "cpu": cpu, "maxrss_kb": usage.ru_maxrss},
+            )
 
 
 def _reply(sock: socket.socket, message: dict[str, Any]) -> None:

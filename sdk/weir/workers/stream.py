@@ -33,13 +33,15 @@ log = logging.getLogger("weir.worker")
 
 #: Failures that no retry fixes while the worker has never been welcomed: a wrong
 #: address, key or pool is reported at once instead of being retried forever.
-_FATAL_AT_START = frozenset({
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.UNIMPLEMENTED,
-})
+_FATAL_AT_START = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
 
 
 #: A stream that stayed up this long was healthy: the next reconnect starts from the first delay.

@@ -439,7 +439,6 @@ class ProcessWorker:
                 await asyncio.sleep(delay)
 
 
-
 def log_to_stderr() -> logging.Logger:
     """Show the worker's INFO lines (runs started, exited, cancelled) on stderr; returns its logger."""
     import sys

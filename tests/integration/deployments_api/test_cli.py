@@ -131,9 +131,7 @@ def test_worker_ls(cli: Cli, pool: str) -> None:
 def test_deploy_from_a_project_file(cli: Cli, project: tuple[Path, str], pool: str) -> None:
     root, flow_name = project
     deployed = cli.json("deploy", "--file", str(root / "weir.yaml"), "--all")
-    assert [f"{d['flow_name']}/{d['name']}" for d in deployed] == [
-        f"{flow_name}/nightly", f"{flow_name}/adhoc"
-    ]
+    assert [f"{d['flow_name']}/{d['name']}" for d in deployed] == [f"{flow_name}/nightly", f"{flow_name}/adhoc"]
     nightly = deployed[0]
     assert nightly["entrypoint"] == "flows/etl.py:etl"
     assert nightly["working_directory"] == str(root.resolve())
@@ -143,7 +141,8 @@ def test_deploy_from_a_project_file(cli: Cli, project: tuple[Path, str], pool: s
     assert (nightly["retries"], nightly["retry_delay_seconds"]) == (1, [5.0])
     assert (nightly["concurrency_limit"], nightly["collision_strategy"]) == (1, "CANCEL_NEW")
     assert [(s["cron"], s["timezone"], s["active"]) for s in nightly["schedules"]] == [
-        ("0 3 * * *", "Europe/Paris", True), (None, "UTC", False)
+        ("0 3 * * *", "Europe/Paris", True),
+        (None, "UTC", False),
     ]
     # Deploying one by name again replaces it, same id.
     again = cli.json("deploy", "--file", str(root / "weir.yaml"), "--name", "nightly")

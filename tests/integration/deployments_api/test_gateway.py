@@ -26,7 +26,10 @@ def test_work_pools_and_queues(http: httpx.Client) -> None:
     name = unique("pool")
     pool = ok(http.put(f"/work_pools/{name}", json={"concurrency_limit": 2, "description": "rest"}))
     assert (pool["name"], pool["type"], pool["concurrency_limit"], pool["default_queue_name"]) == (
-        name, "process", 2, "default"
+        name,
+        "process",
+        2,
+        "default",
     )
     assert ok(http.get(f"/work_pools/{name}")) == pool
     assert name in [p["name"] for p in ok(http.get("/work_pools", params={"page_size": 1000}))["items"]]

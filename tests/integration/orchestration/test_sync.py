@@ -8,6 +8,7 @@ import grpc
 
 from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
+from weir_kit.loops import FOREGROUND
 
 from .helpers import new_flow_run, proposal, uid
 
@@ -56,6 +57,7 @@ async def test_ingest_one_thousand_task_runs(orch):
     messages = task_messages(run.id, 1000, 100)
     responses = await send_all(orch.stub, messages)
     assert responses[-1].acked_seq == messages[-1].seq
+    assert not FOREGROUND.busy  # every message written: background loops may run again
     assert all(not r.not_accepted and not r.decisions for r in responses)
     assert [r.acked_seq for r in responses] == sorted(r.acked_seq for r in responses)
     assert await orch.count("task_runs") == 1000
@@ -90,6 +92,11 @@ async def test_dropped_stream_resent_loses_nothing_and_duplicates_nothing(orch):
         acked = (await call.read()).acked_seq
     call.cancel()  # mid-way: some sent messages may be unread, mid-batch or committed without an ack
     await asyncio.sleep(0.1)
+    for _ in range(100):  # the dropped stream's unwritten messages no longer hold background loops back
+        if not FOREGROUND.busy:
+            break
+        await asyncio.sleep(0.05)
+    assert not FOREGROUND.busy
 
     # Reconnect and resend everything unacked, plus a few already acked.
     resend = [m for m in messages if m.seq > acked - 5]

@@ -69,8 +69,9 @@ def test_no_server_runs_are_there_for_a_server_started_later(tmp_path: Path) -> 
             assert runs[0].state.type == StateType.COMPLETED
             task_runs = client.list_task_runs(TaskRunFilter(flow_run_ids=(runs[0].id,))).items
             assert sorted(t.name.split("-")[0] for t in task_runs) == ["fetch", "fetch", "fetch", "summarise"]
-            logs = client.list_logs(__import__("weir.client.types", fromlist=["LogFilter"]).LogFilter(
-                flow_run_id=runs[0].id)).items
+            logs = client.list_logs(
+                __import__("weir.client.types", fromlist=["LogFilter"]).LogFilter(flow_run_id=runs[0].id)
+            ).items
             assert any("warmest is Nairobi" in log.message for log in logs)
     finally:
         runner.stop()

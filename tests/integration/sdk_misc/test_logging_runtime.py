@@ -63,7 +63,9 @@ def test_flow_run_logs_cli_shows_them(engine) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "weir.cli", "flow-run", "logs", str(seen["flow_run_id"])],
         env={"WEIR_API_ADDRESS": engine.address, "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     assert "printed 7" in out.stdout

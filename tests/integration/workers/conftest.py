@@ -37,7 +37,7 @@ FAST = {
 }
 
 #: The flows the tests deploy (``flows.py`` in the project directory).
-FLOWS = '''
+FLOWS = """
 import os, pathlib, sys, time
 from weir import flow, task
 
@@ -60,7 +60,7 @@ def sleepy(seconds: float, marker: str) -> str:
 def dies(code: int) -> None:
     sys.stdout.flush()
     os._exit(code)
-'''
+"""
 
 
 def unique(prefix: str) -> str:

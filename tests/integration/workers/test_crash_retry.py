@@ -16,7 +16,7 @@ from weir.client.types import StateType, TaskRunFilter
 
 pytestmark = pytest.mark.slow
 
-FLOWS = '''
+FLOWS = """
 import os, pathlib, time
 from weir import flow, runtime, task
 
@@ -30,7 +30,7 @@ def step(marker: str) -> str:
 @flow(persist_result=True)
 def interrupted(marker: str) -> str:
     return step(marker)
-'''
+"""
 
 
 def test_a_flow_killed_mid_task_is_retried_and_the_retry_runs_the_task(
@@ -42,8 +42,12 @@ def test_a_flow_killed_mid_task_is_retried_and_the_retry_runs_the_task(
     pool = unique("pool")
     worker = start_worker("--pool", pool)
     deployment = client.upsert_deployment(
-        flow_name="interrupted", name=unique("dep"), entrypoint="flows.py:interrupted",
-        working_directory=str(project), work_pool_name=pool, retries=1,
+        flow_name="interrupted",
+        name=unique("dep"),
+        entrypoint="flows.py:interrupted",
+        working_directory=str(project),
+        work_pool_name=pool,
+        retries=1,
     )
     marker = tmp_path / "step"
     run_id = client.create_flow_run_from_deployment(deployment.id, parameters={"marker": str(marker)})

@@ -21,7 +21,7 @@ pytestmark = [
     pytest.mark.skipif(not fork_server_supported(), reason="the fork server needs Linux (prctl)"),
 ]
 
-PROBE = '''
+PROBE = """
 import json, os, sys, time
 import weir
 from weir import flow, task
@@ -51,7 +51,7 @@ def square(x: int) -> int:
 @flow(persist_result=True, task_runner=ProcessPoolTaskRunner(2))
 def squares(n: int) -> list[int]:
     return [f.result() for f in square.map(range(n))]
-'''
+"""
 
 
 @pytest.fixture
@@ -64,14 +64,19 @@ def probe_project(tmp_path: Path) -> Path:
 
 def deploy_probe(client: Any, project: Path, pool: str, **fields: Any) -> Any:
     return client.upsert_deployment(
-        flow_name="probe", name=unique("dep"), entrypoint="probe.py:probe",
-        working_directory=str(project), work_pool_name=pool, **fields,
+        flow_name="probe",
+        name=unique("dep"),
+        entrypoint="probe.py:probe",
+        working_directory=str(project),
+        work_pool_name=pool,
+        **fields,
     )
 
 
 def run_probe(client: Any, deployment: Any, marker: Path, seconds: float = 0.0) -> tuple[str, dict[str, Any]]:
-    run_id = client.create_flow_run_from_deployment(deployment.id, parameters={"marker": str(marker),
-                                                                               "seconds": seconds})
+    run_id = client.create_flow_run_from_deployment(
+        deployment.id, parameters={"marker": str(marker), "seconds": seconds}
+    )
     facts = json.loads(eventually(lambda: marker.exists() and marker.read_text()))
     return run_id, facts
 
@@ -115,9 +120,7 @@ def test_what_changes_interpreter_start_gets_a_new_interpreter(
     assert facts["hash_randomization"] == 0  # and the variable took effect at start
 
 
-def test_no_fork_server_spawns_every_run(
-    client: Any, probe_project: Path, start_worker: Any, tmp_path: Path
-) -> None:
+def test_no_fork_server_spawns_every_run(client: Any, probe_project: Path, start_worker: Any, tmp_path: Path) -> None:
     pool = unique("pool")
     worker = start_worker("--pool", pool, "--no-fork-server")
     deployment = deploy_probe(client, probe_project, pool)
@@ -149,8 +152,11 @@ def test_a_forked_run_can_use_a_process_pool(client: Any, probe_project: Path, s
     pool = unique("pool")
     worker = start_worker("--pool", pool)
     deployment = client.upsert_deployment(
-        flow_name="squares", name=unique("dep"), entrypoint="probe.py:squares",
-        working_directory=str(probe_project), work_pool_name=pool,
+        flow_name="squares",
+        name=unique("dep"),
+        entrypoint="probe.py:squares",
+        working_directory=str(probe_project),
+        work_pool_name=pool,
     )
     run = final_run(client, client.create_flow_run_from_deployment(deployment.id, parameters={"n": 4}))
     assert run.state.is_completed(), (run.state, worker.output())

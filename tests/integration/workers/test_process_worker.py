@@ -161,7 +161,10 @@ def test_the_run_process_dies_with_a_sigkilled_worker(
 def test_unknown_worker_type_is_a_usage_error(env: dict[str, str]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "weir.cli", "worker", "start", "--pool", "p", "--type", "docker"],
-        env=env, capture_output=True, text=True, timeout=30,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 2 and "docker" in proc.stderr
 
@@ -172,6 +175,9 @@ def test_a_pool_of_another_type_is_refused(client: Any, env: dict[str, str]) -> 
     client.upsert_work_pool(pool, type="kubernetes", base_job_template=template)
     proc = subprocess.run(
         [sys.executable, "-m", "weir.cli", "worker", "start", "--pool", pool],
-        env=env, capture_output=True, text=True, timeout=30,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 1 and "kubernetes" in proc.stderr and "Traceback" not in proc.stderr

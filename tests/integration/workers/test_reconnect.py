@@ -77,8 +77,11 @@ def test_a_server_restart_loses_no_run(
     worker = start_worker("--pool", pool, "--name", "steady", environment=env)
     with WeirClient(own_stack.address) as client:
         deployment = client.upsert_deployment(
-            flow_name="sleepy", name=unique("dep"), entrypoint="flows.py:sleepy",
-            working_directory=str(project), work_pool_name=pool,
+            flow_name="sleepy",
+            name=unique("dep"),
+            entrypoint="flows.py:sleepy",
+            working_directory=str(project),
+            work_pool_name=pool,
         )
         marker = tmp_path / "pid"
         run_id = client.create_flow_run_from_deployment(deployment.id, parameters={"seconds": 4, "marker": str(marker)})

@@ -105,16 +105,19 @@ async def test_when_the_helper_dies_its_runs_end_killed_and_launch_says_spawn_in
 
 def test_only_the_engine_command_with_the_same_startup_environment_is_forked() -> None:
     forks = ForkServer(env={"PATH": "/bin", "PYTHONPATH": "/lib"})
-    assert forks.accepts(LaunchSpec(args=(), env={"PATH": "/usr/bin", "PYTHONPATH": "/lib", "STAGE": "x"}, cwd=None,
-                                    runs_engine=True))
+    assert forks.accepts(
+        LaunchSpec(args=(), env={"PATH": "/usr/bin", "PYTHONPATH": "/lib", "STAGE": "x"}, cwd=None, runs_engine=True)
+    )
     # A job command of its own, or a different interpreter setup, needs a fresh interpreter.
     assert not forks.accepts(LaunchSpec(args=(), env={"PYTHONPATH": "/lib"}, cwd=None, runs_engine=False))
     assert not forks.accepts(LaunchSpec(args=(), env={"PYTHONPATH": "/other"}, cwd=None, runs_engine=True))
     assert not forks.accepts(LaunchSpec(args=(), env={}, cwd=None, runs_engine=True))  # PYTHONPATH removed
-    assert not forks.accepts(LaunchSpec(args=(), env={"PYTHONPATH": "/lib", "PYTHONHASHSEED": "0"}, cwd=None,
-                                        runs_engine=True))
-    assert forks.accepts(LaunchSpec(args=(), env={"PYTHONPATH": "/lib", "PYTHONUNBUFFERED": "1"}, cwd=None,
-                                    runs_engine=True))
+    assert not forks.accepts(
+        LaunchSpec(args=(), env={"PYTHONPATH": "/lib", "PYTHONHASHSEED": "0"}, cwd=None, runs_engine=True)
+    )
+    assert forks.accepts(
+        LaunchSpec(args=(), env={"PYTHONPATH": "/lib", "PYTHONUNBUFFERED": "1"}, cwd=None, runs_engine=True)
+    )
 
 
 def test_the_helper_refuses_to_run_by_hand() -> None:

@@ -20,8 +20,12 @@ WORKER_ENV = {"WEIR_API_ADDRESS": "server:4270"}
 
 def spec_for(job: JobConfiguration, base_env: dict[str, str] | None = None, **kwargs: object) -> LaunchSpec:
     return launch_spec(
-        job, worker_env=WORKER_ENV, base_env=base_env or {"PATH": "/bin"}, die_with_worker=False,
-        **ASSIGNMENT, **kwargs,  # type: ignore[arg-type]
+        job,
+        worker_env=WORKER_ENV,
+        base_env=base_env or {"PATH": "/bin"},
+        die_with_worker=False,
+        **ASSIGNMENT,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -40,14 +44,16 @@ def test_defaults_run_the_engine_with_this_interpreter() -> None:
 
 
 def test_job_variables_from_an_assign() -> None:
-    job = JobConfiguration.from_dict({
-        "env": {"STAGE": "prod", "PATH": None, "RETRIES": 3},
-        "working_dir": "/srv/flows",
-        "command": "python -X dev -m weir.engine.execute --flag 'two words'",
-        "stream_output": False,
-        "terminate_grace_seconds": 5,
-        "image": "ignored: another template's field",
-    })
+    job = JobConfiguration.from_dict(
+        {
+            "env": {"STAGE": "prod", "PATH": None, "RETRIES": 3},
+            "working_dir": "/srv/flows",
+            "command": "python -X dev -m weir.engine.execute --flag 'two words'",
+            "stream_output": False,
+            "terminate_grace_seconds": 5,
+            "image": "ignored: another template's field",
+        }
+    )
     assert job == JobConfiguration(
         env={"STAGE": "prod", "PATH": None, "RETRIES": "3"},
         working_dir="/srv/flows",

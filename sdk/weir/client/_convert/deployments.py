@@ -201,6 +201,4 @@ def check_to_proto(value: JobVariablesCheck) -> pb.ValidateJobVariablesResponse:
 
 
 def check_from_proto(msg: pb.ValidateJobVariablesResponse) -> JobVariablesCheck:
-    return JobVariablesCheck(
-        valid=msg.valid, layer=opt(msg.layer), field=opt(msg.field), message=opt(msg.message)
-    )
+    return JobVariablesCheck(valid=msg.valid, layer=opt(msg.layer), field=opt(msg.field), message=opt(msg.message))

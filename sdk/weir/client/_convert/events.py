@@ -40,9 +40,7 @@ def event_to_proto(value: Event) -> common_pb2.Event:
 
 def event_filter_to_proto(value: EventFilter | None) -> events_pb2.EventFilter:
     value = value or EventFilter()
-    msg = events_pb2.EventFilter(
-        event_prefixes=value.event_prefixes, resource_ids=value.resource_ids
-    )
+    msg = events_pb2.EventFilter(event_prefixes=value.event_prefixes, resource_ids=value.resource_ids)
     set_time_range(msg, "occurred", value.occurred)
     return msg
 

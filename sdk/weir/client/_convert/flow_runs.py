@@ -20,9 +20,7 @@ def policy_from_proto(msg: orchestration_pb2.RunPolicy) -> RunPolicy:
 
 def policy_to_proto(value: RunPolicy | None) -> orchestration_pb2.RunPolicy:
     value = value or RunPolicy()
-    return orchestration_pb2.RunPolicy(
-        retries=value.retries, retry_delay_seconds=value.retry_delay_seconds
-    )
+    return orchestration_pb2.RunPolicy(retries=value.retries, retry_delay_seconds=value.retry_delay_seconds)
 
 
 def flow_run_from_proto(msg: orchestration_pb2.FlowRun) -> FlowRun:

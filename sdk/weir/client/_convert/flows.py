@@ -26,9 +26,7 @@ def flow_to_proto(value: Flow) -> orchestration_pb2.Flow:
 
 def flow_filter_to_proto(value: FlowFilter | None) -> orchestration_pb2.FlowFilter:
     value = value or FlowFilter()
-    return orchestration_pb2.FlowFilter(
-        name_like=value.name_like or "", names=value.names, tags_all=value.tags_all
-    )
+    return orchestration_pb2.FlowFilter(name_like=value.name_like or "", names=value.names, tags_all=value.tags_all)
 
 
 def flow_filter_from_proto(msg: orchestration_pb2.FlowFilter) -> FlowFilter:

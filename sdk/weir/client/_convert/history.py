@@ -13,8 +13,7 @@ def bucket_from_proto(msg: orchestration_pb2.HistoryBucket) -> HistoryBucket:
         start=ts(msg, "start"),
         end=ts(msg, "end"),
         states=tuple(
-            StateCount(type=state_type_from_proto(s.type), name=opt(s.name), count=s.count)
-            for s in msg.states
+            StateCount(type=state_type_from_proto(s.type), name=opt(s.name), count=s.count) for s in msg.states
         ),
     )
 
@@ -22,9 +21,7 @@ def bucket_from_proto(msg: orchestration_pb2.HistoryBucket) -> HistoryBucket:
 def bucket_to_proto(value: HistoryBucket) -> orchestration_pb2.HistoryBucket:
     msg = orchestration_pb2.HistoryBucket(
         states=[
-            orchestration_pb2.StateCount(
-                type=state_type_to_proto(s.type), name=s.name or "", count=s.count
-            )
+            orchestration_pb2.StateCount(type=state_type_to_proto(s.type), name=s.name or "", count=s.count)
             for s in value.states
         ]
     )
