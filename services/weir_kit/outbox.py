@@ -9,6 +9,11 @@ backing off, while NATS is away. On Postgres it claims rows with
 (a replica died after publishing, before deleting) is dropped by the stream's
 duplicate window.
 
+A transaction that writes thousands of events (a SyncRuns batch) stores them
+as one row, an ``EventBundle`` under the subject ``BUNDLE_SUBJECT``: one insert
+and one delete instead of one per event. The relay publishes each event of a
+bundle on its own, with its own id, as if it had had a row of its own.
+
 The relay coalesces: after a wake-up it waits ``coalesce_seconds`` before
 reading, so a burst of commits (a busy server commits hundreds of times a
 second) costs one read, one round of publishes and one delete, instead of
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,6 +74,11 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
+#: The ``subject`` of a row whose ``data`` is an ``EventBundle``. Never a real subject: those
+#: start with the events subject prefix (``weir.events.``).
+BUNDLE_SUBJECT = "weir.outbox.bundle"
+
+
 class Outbox:
     """Writes events into the outbox; wakes the relay after commit."""
 
@@ -97,13 +108,47 @@ class Outbox:
         ]
 
     async def add(self, session: AsyncSession, events: Sequence[common_pb2.Event]) -> None:
+        """One row per event: each can be found by its id until it is published."""
         if events:
             await (await driver(session)).executemany(self._insert, self.rows(events))
 
+    async def add_bundle(self, session: AsyncSession, events: Sequence[common_pb2.Event]) -> None:
+        """All of ``events`` in one row, for a transaction that writes many.
+
+        The row's ``id`` is the bundle's own, so the events' ids cannot be looked
+        up in the outbox (``EventEmitter`` does that for one-row-per-event adds).
+        """
+        if len(events) <= 1:
+            await self.add(session, events)
+            return
+        row = {
+            "id": str(uuid.uuid4()),
+            "subject": BUNDLE_SUBJECT,
+            "data": common_pb2.EventBundle(events=events).SerializeToString(),
+            "created": utcnow(),
+        }
+        await (await driver(session)).execute(self._insert, row)
+
+    def messages(self, rows: Sequence[Any]) -> list[tuple[str, bytes, str]]:
+        """``(subject, data, event id)`` of every event in outbox ``rows``, bundles unpacked."""
+        out: list[tuple[str, bytes, str]] = []
+        for row in rows:
+            if row.subject != BUNDLE_SUBJECT:
+                out.append((row.subject, row.data, row.id))
+                continue
+            settings = self.settings
+            out.extend(
+                (event_subject(settings, e.event), e.SerializeToString(), e.id)
+                for e in common_pb2.EventBundle.FromString(row.data).events
+            )
+        return out
+
     async def pending(self) -> int:
         """How many events wait to be published (tests, metrics)."""
+        t = self.table
         async with self.db.read() as session:
-            return len((await session.execute(select(self.table.c.seq))).all())
+            rows = (await session.execute(select(t.c.seq, t.c.id, t.c.subject, t.c.data))).all()
+        return len(self.messages(rows))
 
 
 class OutboxRelay:
@@ -186,5 +231,8 @@ class OutboxRelay:
     async def _publish(self, rows: Sequence[Any]) -> None:
         if not self.nats.client.is_connected:
             raise ConnectionError("NATS is not connected")
-        await self.nats.publish_batch([(r.subject, r.data, r.id) for r in rows])
-        self.published += len(rows)
+        messages = self.outbox.messages(rows)
+        size = self.settings.outbox_batch_size
+        for start in range(0, len(messages), size):  # a bundle may hold thousands: a bounded number of acks at a time
+            await self.nats.publish_batch(messages[start : start + size])
+        self.published += len(messages)

@@ -443,7 +443,7 @@ async def write(
         return
     await drv.executemany(INSERT_STATES, batch.history)
     await drv.executemany(_UPDATE_RUN[kind], [_run_values(kind, r, now) for r in changed])
-    await svc.outbox.add(session, batch.events)
+    await svc.outbox.add_bundle(session, batch.events)
 
 
 def _run_values(kind: RunKind, run: Run, now: datetime) -> dict[str, Any]:

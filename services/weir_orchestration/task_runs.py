@@ -161,7 +161,7 @@ async def insert_task_runs(
             cancel_requested=parent.state_type in ("CANCELLING", "CANCELLED"),
         )
     await drv.executemany(states.INSERT_STATES, history)
-    await svc.outbox.add(session, created + changed)
+    await svc.outbox.add_bundle(session, created + changed)
     return out
 
 

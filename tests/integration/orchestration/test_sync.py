@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+from sqlalchemy import select
 
 from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
 from weir_kit.loops import FOREGROUND
+from weir_kit.outbox import BUNDLE_SUBJECT, OutboxRelay
+from weir_orchestration.models import outbox
 
 from .helpers import new_flow_run, proposal, uid
 
@@ -162,3 +165,32 @@ async def test_invalid_record_fails_the_stream_with_invalid_argument(orch):
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "task_run_id" in (err.details() or "")
     else:
         raise AssertionError("expected INVALID_ARGUMENT")
+
+
+async def test_a_sync_batch_is_one_bundle_row_and_every_event_is_published_with_its_own_id(orch):
+    run = await new_flow_run(orch.stub)  # (this module keeps the relay off: the rows stay put)
+    await send_all(orch.stub, task_messages(run.id, 50, 50))  # 50 task runs, 3 states each, one message per state
+    async with orch.db.read() as session:
+        rows = (await session.execute(select(outbox.c.subject, outbox.c.data))).all()
+    bundles = [r for r in rows if r.subject == BUNDLE_SUBJECT]
+    assert bundles and len(rows) < 10  # not 200 rows
+    expected = {e.id: e.event for r in bundles for e in common_pb2.EventBundle.FromString(r.data).events}
+    assert len(expected) == 50 * 4  # created + Pending + Running + Completed per task run
+    assert await orch.outbox.pending() == 3 + 200  # and the flow, the flow run and its Pending state
+
+    sub = await orch.nats.js.subscribe("weir.events.weir.task-run.>", ordered_consumer=True)
+    relay = OutboxRelay(orch.outbox, orch.nats, orch.settings)
+    relay.start()
+    got: dict[str, tuple[str, str]] = {}
+    async with asyncio.timeout(10):
+        while not set(expected) <= set(got):
+            msg = await sub.next_msg(timeout=5)
+            event = common_pb2.Event.FromString(msg.data)
+            got[event.id] = (event.event, msg.subject)
+    await sub.unsubscribe()
+    for event_id, name in expected.items():
+        assert got[event_id] == (name, f"weir.events.{name}")
+    async with asyncio.timeout(10):  # and the bundles are gone
+        while await orch.outbox.pending():
+            await asyncio.sleep(0.05)
+    await relay.stop()
