@@ -127,10 +127,14 @@ class Prepared:
 class Driver:
     """The driver connection under a write session: SQLite's (on the loop's thread) or asyncpg's."""
 
-    def __init__(self, dialect: Dialect, connection: Any) -> None:
+    def __init__(self, dialect: Dialect, connection: Any, connection_adapter: Any = None) -> None:
         self.dialect = dialect
         self.connection = connection
+        #: Postgres: SQLAlchemy's adapter around ``connection`` (it owns the transaction).
+        self.connection_adapter = connection_adapter
         self.is_postgres = dialect.name == "postgresql"
+        #: Postgres: statements commit one by one (see :func:`driver`).
+        self.autocommit = False
 
     async def fetch(self, statement: Prepared, params: Mapping[str, Any]) -> list[Any]:
         c = statement.compiled(self.dialect)
@@ -206,25 +210,42 @@ class InsertNew:
         return {r[self.key] for r in rows if run(c.sql, c.args(r)).rowcount > 0}
 
 
-async def driver(session: AsyncSession) -> Driver:
-    """The :class:`Driver` of a write session's connection, its transaction begun."""
-    found = session.info.get(_DRIVER_KEY)
+async def driver(session: AsyncSession, *, begin: bool | None = None) -> Driver:
+    """The :class:`Driver` of a write session's connection, its transaction begun.
+
+    ``begin=False`` (Postgres): no BEGIN is sent, so until something begins the
+    transaction, each statement commits on its own: one round trip where BEGIN, the
+    statement and COMMIT would take three. For a read and a single conditional
+    write that is enough (``states.apply(optimistic=True)``). Later calls with
+    ``begin=None`` keep the session as it is; ``begin=True`` begins.
+    """
+    found: Driver | None = session.info.get(_DRIVER_KEY)
     if found is not None:
-        return found  # type: ignore[no-any-return]
+        if begin and found.is_postgres:
+            await _begin(found.connection_adapter)
+            found.autocommit = False
+        return found
     conn = await session.connection()
     raw = await conn.get_raw_connection()
     dialect = conn.dialect
+    adapter = None
     if dialect.name == "postgresql":
-        adapted = raw.dbapi_connection
-        # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs
-        # itself; statements sent straight to asyncpg must not run before it (autocommit).
-        if adapted._transaction is None:  # type: ignore[union-attr]
-            await adapted._start_transaction()  # type: ignore[union-attr]
+        adapter = raw.dbapi_connection
+        if begin is not False:
+            await _begin(adapter)
         connection = raw.driver_connection
     else:
         # The write connection began IMMEDIATE when the session took it (Database._tune_sqlite).
         if not isinstance(raw.driver_connection, InlineWriteConnection):
             raise TypeError("prepared statements run only in a write transaction (Database.transaction)")
         connection = raw.driver_connection.sqlite
-    found = session.info[_DRIVER_KEY] = Driver(dialect, connection)
+    found = session.info[_DRIVER_KEY] = Driver(dialect, connection, adapter)
+    found.autocommit = begin is False and found.is_postgres
     return found
+
+
+async def _begin(adapter: Any) -> None:
+    # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs
+    # itself; statements sent straight to asyncpg must not run before it (autocommit).
+    if adapter._transaction is None:
+        await adapter._start_transaction()

@@ -39,13 +39,24 @@ ALL_TYPES = frozenset({SCHEDULED, PENDING, RUNNING, PAUSED, COMPLETED, FAILED, C
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, CRASHED})
 
 
+_TYPE_NAMES = {t: common_pb2.StateType.Name(t) for t in common_pb2.StateType.values()}  # type: ignore[arg-type]
+_DEFAULT_NAMES = {t: name.title() for t, name in _TYPE_NAMES.items()}
+
+
 def type_name(state_type: int) -> str:
-    return common_pb2.StateType.Name(state_type)  # type: ignore[arg-type]
+    """``RUNNING`` for ``common_pb2.RUNNING`` (a dict: every state written asks several times)."""
+    try:
+        return _TYPE_NAMES[state_type]
+    except KeyError:
+        return common_pb2.StateType.Name(state_type)  # type: ignore[arg-type]  # raises ValueError
 
 
 def default_name(state_type: int) -> str:
     """``RUNNING`` -> ``Running``: the name a state gets when none is proposed."""
-    return type_name(state_type).title()
+    try:
+        return _DEFAULT_NAMES[state_type]
+    except KeyError:
+        return type_name(state_type).title()
 
 
 class RunKind(StrEnum):
@@ -413,10 +424,12 @@ def decide(
         verdict = r(ctx)
         if verdict is None:
             continue
-        verdict = replace(verdict, rule=verdict.rule or r.name)
+        if not verdict.rule:
+            verdict = replace(verdict, rule=r.name)
         if verdict.decision is Decision.ACCEPT:
             assert verdict.state is not None
-            ctx = replace(ctx, proposed=verdict.state)
+            if verdict.state is not ctx.proposed:
+                ctx = replace(ctx, proposed=verdict.state)
             continue
         return verdict
     return Verdict(Decision.ACCEPT, ctx.proposed)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from weir.errors import InvalidArgument, NotFound
@@ -74,6 +74,8 @@ class Run:
     #: Task runs: when the flow run's current RUNNING state began.
     parent_running_since: datetime | None = None
     dirty: bool = False
+    #: The state id the run had when it was read (an optimistic write is conditional on it).
+    read_state_id: str | None = None
 
 
 @dataclass
@@ -92,6 +94,10 @@ class Proposal:
 class Outcome:
     verdict: Verdict
     found: bool = True
+
+
+class StateRaced(Exception):
+    """An optimistic write found the run's state changed since it was read: decide again, locked."""
 
 
 @dataclass
@@ -194,6 +200,7 @@ async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *,
             cache_expiration=getattr(row, "cache_expiration", None),
             cancel_requested=cancel,
             parent_running_since=since,
+            read_state_id=row.state_id,
         )
     return out
 
@@ -330,16 +337,25 @@ async def apply(
     proposals: Sequence[Proposal],
     now: datetime,
     created: Mapping[str, Run] | None = None,
+    *,
+    optimistic: bool = False,
 ) -> list[Outcome]:
     """Decide and write ``proposals`` (in order) inside the caller's transaction.
 
     ``created``: runs this transaction has just inserted (no need to read them back).
+    ``optimistic`` (Postgres, one proposal that takes no cache-key lock): the run is
+    read without a lock and, outside any transaction, the state is written by one
+    statement that commits by itself and matches only if the run still has the
+    state that was read; :class:`StateRaced` when it no longer does.
     """
     if not proposals:
         return []
     created = created or {}
     to_load = [p.run_id for p in proposals if p.run_id not in created]
-    runs = {**created, **await load_runs(session, kind, to_load, lock=svc.db.is_postgres)}
+    lock = svc.db.is_postgres and not optimistic
+    if optimistic:
+        await driver(session, begin=False)  # the statements below run outside a transaction
+    runs = {**created, **await load_runs(session, kind, to_load, lock=lock)}
     by_id, by_key = await _earlier_answers(session, proposals)
     wanted_keys = {
         p.state.details.cache_key or runs[p.run_id].cache_key
@@ -382,7 +398,8 @@ async def apply(
         elif verdict.state is None:
             verdict = replace(verdict, state=run.state)
         outcomes.append(Outcome(verdict))
-    await write(session, svc, kind, runs.values(), batch, now)
+    if not await write(session, svc, kind, runs.values(), batch, now, optimistic=optimistic):
+        raise StateRaced(f"{kind.value} run {proposals[0].run_id} changed while its proposal was decided")
     return outcomes
 
 
@@ -419,31 +436,66 @@ _UPDATE_RUN = {kind: _update_run(kind) for kind in RunKind}
 
 
 def _write_one(kind: RunKind) -> Prepared:
-    """Postgres: one state, its run's update and its event in one statement (one round trip, not three)."""
-    state = insert(run_states).values({c.name: bindparam(c.name, type_=c.type) for c in run_states.c})
-    event = insert(outbox).values({c: bindparam(f"o_{c}", type_=outbox.c[c].type) for c in OUTBOX_KEYS})
-    run = _UPDATE_RUN[kind].statement
-    return Prepared(run.add_cte(state.cte("new_state"), event.cte("new_event")))  # type: ignore[attr-defined]
+    """Postgres: one state, its run's update and its event in one statement (one round trip, not
+    three), written only if the run still has the state it was read with (``read_state_id``);
+    the statement answers how many runs it updated (0 or 1)."""
+    table = _table(kind)
+    run = (
+        _UPDATE_RUN[kind]
+        .statement.where(table.c.state_id.is_not_distinct_from(bindparam("read_state_id", type_=table.c.state_id.type)))
+        .returning(table.c.id)
+        .cte("updated_run")
+    )
+
+    def insert_if_updated(target: Any, columns: Sequence[str], prefix: str) -> Any:
+        values = select(*(bindparam(f"{prefix}{c}", type_=target.c[c].type) for c in columns)).select_from(run)
+        return insert(target).from_select(list(columns), values)
+
+    state = insert_if_updated(run_states, [c.name for c in run_states.c], "").cte("new_state")
+    event = insert_if_updated(outbox, OUTBOX_KEYS, "o_").cte("new_event")
+    return Prepared(select(func.count()).select_from(run).add_cte(state, event))
 
 
 _WRITE_ONE = {kind: _write_one(kind) for kind in RunKind}
 
 
 async def write(
-    session: AsyncSession, svc: ServiceContext, kind: RunKind, runs: Any, batch: _Batch, now: datetime
-) -> None:
-    drv = await driver(session)
+    session: AsyncSession,
+    svc: ServiceContext,
+    kind: RunKind,
+    runs: Any,
+    batch: _Batch,
+    now: datetime,
+    *,
+    optimistic: bool = False,
+) -> bool:
+    """Write the batch; False only when an ``optimistic`` write found its run changed."""
     changed = [r for r in runs if r.dirty]
+    if not changed and not batch.history and not batch.events:
+        return True
+    drv = await driver(session, begin=True if not optimistic else None)
     for r in changed:
         r.dirty = False
     if drv.is_postgres and len(batch.history) == len(changed) == len(batch.events) == 1:
         (event,) = svc.outbox.rows(batch.events)
-        params = {**batch.history[0], **_run_values(kind, changed[0], now), **{f"o_{k}": event[k] for k in OUTBOX_KEYS}}
-        await drv.execute(_WRITE_ONE[kind], params)
-        return
+        params = {
+            **batch.history[0],
+            **_run_values(kind, changed[0], now),
+            **{f"o_{k}": event[k] for k in OUTBOX_KEYS},
+            "read_state_id": changed[0].read_state_id,
+        }
+        (row,) = await drv.fetch(_WRITE_ONE[kind], params)
+        if row[0] == 1:
+            return True
+        if optimistic:
+            return False
+        raise RuntimeError(f"{kind.value} run {changed[0].ref.id} changed under its row lock")
+    if optimistic:
+        raise StateRaced("an optimistic proposal writes one state")  # not expected: decide again, locked
     await drv.executemany(INSERT_STATES, batch.history)
     await drv.executemany(_UPDATE_RUN[kind], [_run_values(kind, r, now) for r in changed])
     await svc.outbox.add_bundle(session, batch.events)
+    return True
 
 
 def _run_values(kind: RunKind, run: Run, now: datetime) -> dict[str, Any]:
@@ -475,8 +527,15 @@ async def set_state(svc: ServiceContext, kind: RunKind, run_id: str, msg: pb.Sta
     run_id = parse_id(run_id, id_field)
     now = svc.clock()
     proposal = parse_proposal(run_id, msg, now)
-    async with svc.db.transaction() as session:
-        (outcome,) = await apply(session, svc, kind, [proposal], now)
+    # Postgres: read, decide, then one self-committing conditional write (2 round trips, not 4),
+    # unless the proposal needs the cache-key lock (task runs going RUNNING) or loses a race.
+    optimistic = svc.db.is_postgres and (kind is RunKind.FLOW or proposal.state.type != RUNNING)
+    try:
+        async with svc.db.transaction() as session:
+            (outcome,) = await apply(session, svc, kind, [proposal], now, optimistic=optimistic)
+    except StateRaced:
+        async with svc.db.transaction() as session:
+            (outcome,) = await apply(session, svc, kind, [proposal], now)
     if not outcome.found:
         raise NotFound(f"{kind.value} run {run_id} not found", field=id_field)
     return result_to_pb(outcome.verdict)

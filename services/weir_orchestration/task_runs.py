@@ -159,6 +159,7 @@ async def insert_task_runs(
             cache_key=row["cache_key"] or "",
             cache_expiration=row["cache_expiration"],
             cancel_requested=parent.state_type in ("CANCELLING", "CANCELLED"),
+            read_state_id=state.id if state is not None else None,
         )
     await drv.executemany(states.INSERT_STATES, history)
     await svc.outbox.add_bundle(session, created + changed)

@@ -126,6 +126,8 @@ class RunSync:
         if len(self._unacked) >= MAX_IN_FLIGHT and self.error is None:
             with self._lock:
                 self._scheduled = False
+            # A stream that ended leaves its messages unacked: start another, which resends them.
+            self._ensure_running()
             return
         with self._lock:
             creates, self._creates = self._creates, []

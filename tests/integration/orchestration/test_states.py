@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 from datetime import timedelta
 
 import grpc
+import pytest
 from sqlalchemy import select
 
 from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
+from weir_orchestration import states
 from weir_orchestration.models import outbox
+from weir_orchestration.policy import RunKind
 
 from .helpers import expect_error, new_flow_run, new_task_run, set_flow_state, set_task_state, state, uid
 
@@ -219,3 +224,36 @@ async def test_proposal_for_unknown_run_is_not_found(orch):
     await expect_error(
         orch.stub.ListStates(pb.ListStatesRequest(task_run_id=missing)), grpc.StatusCode.NOT_FOUND, missing
     )
+
+
+async def test_concurrent_proposals_to_one_run_write_one_state(orch):
+    run = await new_flow_run(orch.stub)
+    results = await asyncio.gather(*(set_flow_state(orch.stub, run.id, common_pb2.RUNNING) for _ in range(12)))
+    assert [r.decision for r in results].count(pb.ACCEPT) == 1
+    assert [s.type for s in await history(orch, flow_run_id=run.id)] == [common_pb2.PENDING, common_pb2.RUNNING]
+    got = (await orch.stub.GetFlowRun(pb.GetFlowRunRequest(id=run.id))).flow_run
+    assert got.run_count == 1
+
+
+async def test_an_optimistic_proposal_that_lost_a_race_is_decided_again_under_the_lock(orch, monkeypatch):
+    if orch.backend != "postgres":
+        pytest.skip("SQLite has one writer at a time, so its proposals are never optimistic")
+    run = await new_flow_run(orch.stub)
+    svc = orch.runtime.svc
+    async with svc.db.transaction() as session:
+        before = await states.load_runs(session, RunKind.FLOW, [run.id], lock=False)  # PENDING
+    assert (await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)).decision == pb.ACCEPT
+
+    real_load, locks = states.load_runs, []
+
+    async def stale_first(session, kind, ids, *, lock):  # the next proposal reads what was there before
+        locks.append(lock)
+        if len(locks) == 1:
+            return copy.deepcopy(before)
+        return await real_load(session, kind, ids, lock=lock)
+
+    monkeypatch.setattr(states, "load_runs", stale_first)
+    again = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    assert locks == [False, True]  # read without a lock, write missed, read again locked
+    assert again.decision == pb.REJECT and again.rule == "prevent_duplicate_running"
+    assert [s.type for s in await history(orch, flow_run_id=run.id)] == [common_pb2.PENDING, common_pb2.RUNNING]
