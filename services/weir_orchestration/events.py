@@ -63,20 +63,39 @@ def _related_resources(
     return tuple(common_pb2.Resource(labels=labels) for labels in out)
 
 
-def _run_resource(run: RunRef, state: State | None) -> dict[str, str]:
-    return resource(f"{_PREFIX[run.kind]}.{run.id}", name=run.name, **_state_labels(state))
+@functools.lru_cache(maxsize=4096)
+def _template(
+    kind: RunKind,
+    run_id: str,
+    name: str,
+    flow_run_id: str,
+    flow_id: str,
+    flow_name: str,
+    deployment_id: str,
+    tags: tuple[str, ...],
+) -> common_pb2.Event:
+    """What every event about one run shares (its resource, its related resources). A task run
+    of a SyncRuns batch gets four events: copying this is ~2 us, building it ~7 us."""
+    return common_pb2.Event(
+        resource=common_pb2.Resource(labels=resource(f"{_PREFIX[kind]}.{run_id}", name=name)),
+        related=_related_resources(flow_run_id, flow_id, flow_name, deployment_id, tags),
+    )
 
 
 def _run_event(run: RunRef, name: str, occurred: datetime, state: State | None) -> common_pb2.Event:
-    """An event about ``run``, built field by field: a SyncRuns batch makes thousands
-    (``new_event``'s dict and Struct copies cost twice as much)."""
-    return common_pb2.Event(
-        id=str(uuid.uuid4()),
-        event=f"{_PREFIX[run.kind]}.{name}",
-        occurred=to_timestamp(occurred),
-        resource=common_pb2.Resource(labels=_run_resource(run, state)),
-        related=_related(run),
+    """An event about ``run``: a copy of the run's template with the event's own fields set."""
+    msg = common_pb2.Event()
+    msg.CopyFrom(
+        _template(
+            run.kind, run.id, run.name, run.flow_run_id, run.flow_id, run.flow_name, run.deployment_id, tuple(run.tags)
+        )
     )
+    msg.id = str(uuid.uuid4())
+    msg.event = f"{_PREFIX[run.kind]}.{name}"
+    msg.occurred.CopyFrom(to_timestamp(occurred))
+    if state is not None:
+        msg.resource.labels.update(_state_labels(state))
+    return msg
 
 
 def _put_state(value: struct_pb2.Value, state: State | None) -> None:
