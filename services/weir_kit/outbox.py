@@ -132,11 +132,11 @@ class Outbox:
     def messages(self, rows: Sequence[Any]) -> list[tuple[str, bytes, str]]:
         """``(subject, data, event id)`` of every event in outbox ``rows``, bundles unpacked."""
         out: list[tuple[str, bytes, str]] = []
+        settings = self.settings
         for row in rows:
             if row.subject != BUNDLE_SUBJECT:
                 out.append((row.subject, row.data, row.id))
                 continue
-            settings = self.settings
             out.extend(
                 (event_subject(settings, e.event), e.SerializeToString(), e.id)
                 for e in common_pb2.EventBundle.FromString(row.data).events

@@ -127,14 +127,10 @@ class Prepared:
 class Driver:
     """The driver connection under a write session: SQLite's (on the loop's thread) or asyncpg's."""
 
-    def __init__(self, dialect: Dialect, connection: Any, connection_adapter: Any = None) -> None:
+    def __init__(self, dialect: Dialect, connection: Any) -> None:
         self.dialect = dialect
         self.connection = connection
-        #: Postgres: SQLAlchemy's adapter around ``connection`` (it owns the transaction).
-        self.connection_adapter = connection_adapter
         self.is_postgres = dialect.name == "postgresql"
-        #: Postgres: statements commit one by one (see :func:`driver`).
-        self.autocommit = False
 
     async def fetch(self, statement: Prepared, params: Mapping[str, Any]) -> list[Any]:
         c = statement.compiled(self.dialect)
@@ -210,42 +206,32 @@ class InsertNew:
         return {r[self.key] for r in rows if run(c.sql, c.args(r)).rowcount > 0}
 
 
-async def driver(session: AsyncSession, *, begin: bool | None = None) -> Driver:
+async def driver(session: AsyncSession, *, begin: bool = True) -> Driver:
     """The :class:`Driver` of a write session's connection, its transaction begun.
 
-    ``begin=False`` (Postgres): no BEGIN is sent, so until something begins the
-    transaction, each statement commits on its own: one round trip where BEGIN, the
-    statement and COMMIT would take three. For a read and a single conditional
-    write that is enough (``states.apply(optimistic=True)``). Later calls with
-    ``begin=None`` keep the session as it is; ``begin=True`` begins.
+    ``begin=False`` on the first call for a session (Postgres): no BEGIN is sent, so
+    until something else begins the transaction, each statement commits on its own:
+    one round trip where BEGIN, the statement and COMMIT would take three. For a
+    read and a single conditional write that is enough (``states.apply(optimistic=True)``).
+    Later calls return the session's driver as it is.
     """
-    found: Driver | None = session.info.get(_DRIVER_KEY)
+    found = session.info.get(_DRIVER_KEY)
     if found is not None:
-        if begin and found.is_postgres:
-            await _begin(found.connection_adapter)
-            found.autocommit = False
-        return found
+        return found  # type: ignore[no-any-return]
     conn = await session.connection()
     raw = await conn.get_raw_connection()
     dialect = conn.dialect
-    adapter = None
     if dialect.name == "postgresql":
-        adapter = raw.dbapi_connection
-        if begin is not False:
-            await _begin(adapter)
+        adapted = raw.dbapi_connection
+        # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs
+        # itself; statements sent straight to asyncpg must not run before it (autocommit).
+        if begin and adapted._transaction is None:  # type: ignore[union-attr]
+            await adapted._start_transaction()  # type: ignore[union-attr]
         connection = raw.driver_connection
     else:
         # The write connection began IMMEDIATE when the session took it (Database._tune_sqlite).
         if not isinstance(raw.driver_connection, InlineWriteConnection):
             raise TypeError("prepared statements run only in a write transaction (Database.transaction)")
         connection = raw.driver_connection.sqlite
-    found = session.info[_DRIVER_KEY] = Driver(dialect, connection, adapter)
-    found.autocommit = begin is False and found.is_postgres
+    found = session.info[_DRIVER_KEY] = Driver(dialect, connection)
     return found
-
-
-async def _begin(adapter: Any) -> None:
-    # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs
-    # itself; statements sent straight to asyncpg must not run before it (autocommit).
-    if adapter._transaction is None:
-        await adapter._start_transaction()

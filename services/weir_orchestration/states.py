@@ -473,7 +473,7 @@ async def write(
     changed = [r for r in runs if r.dirty]
     if not changed and not batch.history and not batch.events:
         return True
-    drv = await driver(session, begin=True if not optimistic else None)
+    drv = await driver(session)
     for r in changed:
         r.dirty = False
     if drv.is_postgres and len(batch.history) == len(changed) == len(batch.events) == 1:
