@@ -30,14 +30,13 @@ import copy
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError, best_match
-from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from weir.errors import InvalidArgument
+
+if TYPE_CHECKING:  # jsonschema itself is imported where a schema is checked: ~35 ms off a cold start
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
 
 __all__ = [
     "PROCESS_TEMPLATE",
@@ -118,6 +117,10 @@ def check_template(template: Mapping[str, Any], field: str = "work_pool.base_job
         raise InvalidArgument('a base job template needs "variables": a JSON schema of the job variables', field=where)
     if not isinstance(variables, Mapping):
         raise InvalidArgument('"variables" must be a JSON schema object', field=where)
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError, best_match
+    from jsonschema.validators import validator_for
+
     cls = validator_for(variables, default=Draft202012Validator)
     try:
         cls.check_schema(variables)
@@ -154,6 +157,9 @@ def validate_layers(
 
     The template must have passed ``check_template``. ``None`` layers are skipped.
     """
+    from jsonschema import Draft202012Validator
+    from jsonschema.validators import validator_for
+
     schema = template["variables"]
     cls = validator_for(schema, default=Draft202012Validator)
     partial = cls({key: value for key, value in schema.items() if key != "required"})
@@ -193,6 +199,8 @@ def _properties(schema: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _problem(validator: Validator, layer: str, values: Any) -> Problem | None:
+    from jsonschema.exceptions import best_match
+
     error = best_match(validator.iter_errors(values))
     if error is None:
         return None

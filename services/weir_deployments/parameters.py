@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import jsonschema
-from jsonschema.exceptions import best_match
-
 from weir.errors import InvalidArgument
 
 
 def check_schema(schema: Mapping[str, Any], field: str) -> None:
     if not schema:
         return
+    import jsonschema  # here, not at module level: ~35 ms off every cold start
+
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -27,6 +26,9 @@ def check_parameters(schema: Mapping[str, Any], values: Mapping[str, Any], field
     """
     if not schema:
         return
+    import jsonschema
+    from jsonschema.exceptions import best_match
+
     if partial:
         schema = {k: v for k, v in schema.items() if k != "required"}
     validator = jsonschema.validators.validator_for(schema)(schema)

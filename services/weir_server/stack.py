@@ -88,7 +88,7 @@ class Stack:
             dbs = [Database(self.settings, d.name) for d in definitions]
             # One after another: Alembic's `context` is process-global, so upgrades cannot interleave.
             for db, definition in zip(dbs, definitions, strict=True):
-                await upgrade(db, definition.migrations)
+                await upgrade(db, definition.migrations, definition.metadata)
             self.grpc = GrpcServer(self.settings)
             for definition, db in zip(definitions, dbs, strict=True):
                 outbox = Outbox(definition.metadata.tables["outbox"], db, self.settings)

@@ -92,7 +92,7 @@ async def events_stack(
         values["database_schema_prefix"] = unique_schema_prefix()
     settings = KitSettings(**values)  # type: ignore[arg-type]
     db = Database(settings, DEFINITION.name)
-    await upgrade(db, DEFINITION.migrations)
+    await upgrade(db, DEFINITION.migrations, DEFINITION.metadata)
     nats = await Nats.open(nats_server.url, settings, name="weir-events-test")
     outbox = Outbox(DEFINITION.metadata.tables["outbox"], db, settings)
     relay = OutboxRelay(outbox, nats, settings)

@@ -130,7 +130,7 @@ async def _database(backend: str, home: Path) -> Database:
     else:
         settings = KitSettings(home=home)
     db = Database(settings, DEFINITION.name)
-    await upgrade(db, DEFINITION.migrations)
+    await upgrade(db, DEFINITION.migrations, DEFINITION.metadata)
     return db
 
 

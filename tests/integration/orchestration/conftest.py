@@ -123,7 +123,7 @@ async def orch(
         values["database_schema_prefix"] = unique_schema_prefix()
     settings = KitSettings(**values)
     db = Database(settings, DEFINITION.name)
-    await upgrade(db, DEFINITION.migrations)
+    await upgrade(db, DEFINITION.migrations, DEFINITION.metadata)
     nats = await Nats.open(nats_server.url, settings, name="weir-orchestration-test")
     outbox = Outbox(DEFINITION.metadata.tables["outbox"], db, settings)
     relay = OutboxRelay(outbox, nats, settings) if relay_enabled else None
