@@ -32,7 +32,7 @@ from weir_events.settings import EventsSettings
 from weir_kit.clock import Clock
 from weir_kit.db import Database
 from weir_kit.jetstream import Nats, ensure_stream, fetch_batch
-from weir_kit.loops import FOREGROUND, cancel_and_wait
+from weir_kit.loops import Deferral, cancel_and_wait
 from weir_kit.prepared import Driver, Prepared, Processor, bind_processor, driver
 
 log = logging.getLogger("weir.events.persister")
@@ -189,11 +189,12 @@ class Persister:
 
     async def _consume_loop(self) -> None:
         backoff = 0.05
+        deferral = Deferral(self.nats.settings.background_defer_max_seconds)
         while not self._stopping:
             try:
                 if self._sub is None:
                     self._sub = await self._subscribe()
-                await FOREGROUND.yield_to(self.nats.settings.background_defer_max_seconds)
+                await deferral.turn()
                 await self.consume_once(self._sub)
                 backoff = 0.05
             except Exception as exc:

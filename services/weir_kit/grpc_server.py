@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from weir.errors import FIELD_METADATA_KEY, Unauthenticated, WeirError
+from weir_kit.loops import FOREGROUND
 from weir_kit.settings import KitSettings
 
 log = logging.getLogger("weir.grpc")
@@ -73,6 +74,7 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, denied: bool) -> grpc.Rpc
     def unary(behavior: Any) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             start = time.perf_counter()
+            FOREGROUND.enter()  # a client waits on this call: background loops hold off meanwhile
             try:
                 if denied:
                     raise Unauthenticated("missing or wrong API key (send 'authorization: Bearer <key>')")
@@ -85,6 +87,7 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, denied: bool) -> grpc.Rpc
                 log.exception("unhandled error in %s", method)
                 await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}")
             finally:
+                FOREGROUND.leave()
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("%s %.2f ms", method, (time.perf_counter() - start) * 1000)
 

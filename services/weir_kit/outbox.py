@@ -53,7 +53,7 @@ from weir.v1 import common_pb2
 from weir_kit.clock import utcnow
 from weir_kit.db import Database, UtcDateTime
 from weir_kit.jetstream import Nats, event_subject
-from weir_kit.loops import FOREGROUND
+from weir_kit.loops import Deferral
 from weir_kit.prepared import Prepared, driver
 from weir_kit.settings import KitSettings
 
@@ -180,11 +180,12 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = 0.05
+        deferral = Deferral(self.settings.background_defer_max_seconds)
         while True:
             # Cleared before reading: a commit that lands during the read wakes the next round.
             self.outbox.wakeup.clear()
             try:
-                await FOREGROUND.yield_to(self.settings.background_defer_max_seconds)
+                await deferral.turn()
                 moved = await self.relay_once()
                 backoff = 0.05
             except Exception as exc:

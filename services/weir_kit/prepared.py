@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 from sqlalchemy.types import TypeEngine
 
-from weir_kit.db import InlineWriteConnection, UtcDateTime, sqlite_utc_text
+from weir_kit.db import SQLITE_CONNECTION_KEY, InlineWriteConnection, UtcDateTime, sqlite_utc_text
 
 Processor = Callable[[Any], Any] | None
 
@@ -218,6 +218,10 @@ async def driver(session: AsyncSession, *, begin: bool = True) -> Driver:
     found = session.info.get(_DRIVER_KEY)
     if found is not None:
         return found  # type: ignore[no-any-return]
+    sqlite_conn = session.info.get(SQLITE_CONNECTION_KEY)
+    if sqlite_conn is not None:  # the transaction is already open on it (Database.transaction)
+        found = session.info[_DRIVER_KEY] = Driver(session.bind.dialect, sqlite_conn)  # type: ignore[union-attr]
+        return found
     conn = await session.connection()
     raw = await conn.get_raw_connection()
     dialect = conn.dialect

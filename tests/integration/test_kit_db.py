@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import JSON, Column, Float, MetaData, String, Table, bindparam, insert, select
@@ -67,6 +68,37 @@ async def test_statements_share_the_session_transaction(db: Database) -> None:
     async with db.transaction() as session:
         assert await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": "c"}) == 1
     assert await count(db) == 1
+
+
+@pytest.mark.parametrize("sqlalchemy_first", [True, False])
+async def test_sqlalchemy_and_prepared_statements_commit_and_roll_back_as_one(
+    db: Database, sqlalchemy_first: bool
+) -> None:
+    # On SQLite the transaction is begun on the sqlite3 connection, outside SQLAlchemy: its
+    # statements must join that transaction, whichever kind runs first, and end with it.
+    async def both(session: Any, suffix: str) -> None:
+        steps = [
+            lambda: session.execute(insert(things).values(id=f"orm-{suffix}")),
+            lambda: _prepared_insert(session, f"raw-{suffix}"),
+        ]
+        for step in steps if sqlalchemy_first else reversed(steps):
+            await step()
+
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            await both(session, "lost")
+            raise RuntimeError("roll back")
+    async with db.transaction() as session:
+        await both(session, "kept")
+    async with db.transaction() as session:  # SQLAlchemy alone, on the same held connection
+        await session.execute(insert(things).values(id="orm-only"))
+    async with db.read() as session:
+        ids = sorted((await session.execute(select(things.c.id))).scalars().all())
+    assert ids == ["orm-kept", "orm-only", "raw-kept"]
+
+
+async def _prepared_insert(session: Any, id_: str) -> None:
+    await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": id_})
 
 
 async def test_values_read_back_as_sqlalchemy_stores_them(db: Database) -> None:
