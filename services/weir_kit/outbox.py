@@ -121,10 +121,15 @@ class Outbox:
         if len(events) <= 1:
             await self.add(session, events)
             return
+        # Each event serialized once, here, with its subject: the relay forwards the bytes.
+        bundle = common_pb2.EventBundle()
+        pack, settings = bundle.packed.add, self.settings
+        for e in events:
+            pack(id=e.id, subject=event_subject(settings, e.event), data=e.SerializeToString())
         row = {
             "id": str(uuid.uuid4()),
             "subject": BUNDLE_SUBJECT,
-            "data": common_pb2.EventBundle(events=events).SerializeToString(),
+            "data": bundle.SerializeToString(),
             "created": utcnow(),
         }
         await (await driver(session)).execute(self._insert, row)
@@ -137,10 +142,10 @@ class Outbox:
             if row.subject != BUNDLE_SUBJECT:
                 out.append((row.subject, row.data, row.id))
                 continue
-            out.extend(
-                (event_subject(settings, e.event), e.SerializeToString(), e.id)
-                for e in common_pb2.EventBundle.FromString(row.data).events
-            )
+            bundle = common_pb2.EventBundle.FromString(row.data)
+            out.extend((p.subject, p.data, p.id) for p in bundle.packed)
+            # Rows written before bundles were packed carry whole events.
+            out.extend((event_subject(settings, e.event), e.SerializeToString(), e.id) for e in bundle.events)
         return out
 
     async def pending(self) -> int:

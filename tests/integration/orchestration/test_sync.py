@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from types import SimpleNamespace
 
 import grpc
 from sqlalchemy import select
@@ -174,7 +176,9 @@ async def test_a_sync_batch_is_one_bundle_row_and_every_event_is_published_with_
         rows = (await session.execute(select(outbox.c.subject, outbox.c.data))).all()
     bundles = [r for r in rows if r.subject == BUNDLE_SUBJECT]
     assert bundles and len(rows) < 10  # not 200 rows
-    expected = {e.id: e.event for r in bundles for e in common_pb2.EventBundle.FromString(r.data).events}
+    packed = [p for r in bundles for p in common_pb2.EventBundle.FromString(r.data).packed]
+    expected = {p.id: common_pb2.Event.FromString(p.data).event for p in packed}
+    assert all(p.subject == f"weir.events.{expected[p.id]}" for p in packed)
     assert len(expected) == 50 * 4  # created + Pending + Running + Completed per task run
     assert await orch.outbox.pending() == 3 + 200  # and the flow, the flow run and its Pending state
 
@@ -194,3 +198,13 @@ async def test_a_sync_batch_is_one_bundle_row_and_every_event_is_published_with_
         while await orch.outbox.pending():
             await asyncio.sleep(0.05)
     await relay.stop()
+
+
+async def test_a_bundle_of_whole_events_written_by_an_older_version_still_relays(orch):
+    events = [common_pb2.Event(id=str(uuid.uuid4()), event=f"weir.task-run.{n}") for n in ("created", "Pending")]
+    legacy = SimpleNamespace(subject=BUNDLE_SUBJECT, data=common_pb2.EventBundle(events=events).SerializeToString())
+    messages = orch.outbox.messages([legacy])
+    assert [(subject, event_id) for subject, _, event_id in messages] == [
+        (f"weir.events.{e.event}", e.id) for e in events
+    ]
+    assert [common_pb2.Event.FromString(data) for _, data, _ in messages] == events
