@@ -65,16 +65,32 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+#: Recent answers of :func:`sqlite_utc_text`: a batch binds the same few instants many times
+#: (its ``now``, each state's timestamp in the state row and again in its run's row).
+_UTC_TEXT: dict[datetime, str] = {}
+_UTC_TEXT_MAX = 4096
+
+
 def sqlite_utc_text(value: datetime | None) -> str | None:
     """What ``UtcDateTime`` stores on SQLite (SQLAlchemy's text form of the naive UTC time), built
-    by ``isoformat`` in C instead of the dialect's %-formatting: the hot paths bind thousands."""
+    by ``isoformat`` in C instead of the dialect's %-formatting: the hot paths bind thousands.
+
+    Answers are remembered by instant (aware datetimes are equal, and hash alike, exactly when
+    they are the same instant, whatever their zone; a naive one never equals an aware one).
+    """
     if value is None:
         return None
-    if value.tzinfo is not UTC:
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UtcDateTime column")
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    text_ = _UTC_TEXT.get(value)
+    if text_ is not None:
+        return text_
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UtcDateTime column")
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    text_ = utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+    if len(_UTC_TEXT) >= _UTC_TEXT_MAX:
+        _UTC_TEXT.clear()
+    _UTC_TEXT[value] = text_
+    return text_
 
 
 CommitListener = Callable[[], None]

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from weir.v1 import common_pb2
 
@@ -71,6 +71,23 @@ class Decision(Enum):
     REJECT = 2
     WAIT = 3
     ABORT = 4
+
+
+_T = TypeVar("_T")
+
+
+def evolve(obj: _T, **changes: Any) -> _T:
+    """``dataclasses.replace`` for this module's frozen dataclasses, about five times cheaper.
+
+    ``replace`` inspects the fields and runs ``__init__`` on every call, and a
+    SyncRuns batch makes several copies per task run. None of these classes
+    has a ``__post_init__`` or slots, so a copy of the instance's ``__dict__``
+    with ``changes`` applied is the same object ``replace`` would build.
+    """
+    assert changes.keys() <= obj.__dataclass_fields__.keys(), f"unknown fields {set(changes)}"  # type: ignore[attr-defined]
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__, **changes)
+    return new
 
 
 @dataclass(frozen=True)
@@ -335,7 +352,7 @@ def enforce_retries(ctx: TransitionContext) -> Verdict | None:
         name="AwaitingRetry",
         timestamp=ctx.proposed.timestamp,
         message=ctx.proposed.message or f"retry {attempt} of {ctx.policy.retries}",
-        details=replace(
+        details=evolve(
             ctx.proposed.details,
             scheduled_time=ctx.now + timedelta(seconds=delay),
             retry_count=attempt,
@@ -370,7 +387,7 @@ def copy_details(ctx: TransitionContext) -> Verdict | None:
             changes["fencing_token"] = token
     if not changes:
         return None
-    return accept(replace(ctx.proposed, details=replace(new, **changes)))
+    return accept(evolve(ctx.proposed, details=evolve(new, **changes)))
 
 
 #: The rules in the order they run.
@@ -425,11 +442,11 @@ def decide(
         if verdict is None:
             continue
         if not verdict.rule:
-            verdict = replace(verdict, rule=r.name)
+            verdict = evolve(verdict, rule=r.name)
         if verdict.decision is Decision.ACCEPT:
             assert verdict.state is not None
             if verdict.state is not ctx.proposed:
-                ctx = replace(ctx, proposed=verdict.state)
+                ctx = evolve(ctx, proposed=verdict.state)
             continue
         return verdict
     return Verdict(Decision.ACCEPT, ctx.proposed)
@@ -467,4 +484,4 @@ def account(times: RunTimes, old: State | None, new: State) -> RunTimes:
         changes["expected_start_time"] = new.details.scheduled_time
     elif times.expected_start_time is None and new.type in (PENDING, RUNNING):
         changes["expected_start_time"] = new.details.scheduled_time or new.timestamp
-    return replace(times, **changes) if changes else times
+    return evolve(times, **changes) if changes else times

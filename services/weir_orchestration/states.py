@@ -13,7 +13,7 @@ one outbox insert.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,7 @@ from weir_orchestration.policy import (
     Verdict,
     account,
     decide,
+    evolve,
     replay,
 )
 from weir_orchestration.proto import (
@@ -281,7 +282,7 @@ def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
 def _after(state: State, current: State | None) -> State:
     """Timestamps of a run's states strictly increase, so history reads back in order."""
     if current is not None and state.timestamp <= current.timestamp:
-        return replace(state, timestamp=current.timestamp + _TICK)
+        return evolve(state, timestamp=current.timestamp + _TICK)
     return state
 
 
@@ -317,7 +318,7 @@ def _to_write(verdict: Verdict, current: State | None) -> State | None:
 def _record(run: Run, written: State, p: Proposal, proposed: State, batch: _Batch) -> None:
     old = run.state
     if run.ref.kind is RunKind.TASK and old is not None and old.is_terminal and written.type == RUNNING:
-        run.times = replace(run.times, run_count=0)  # a new attempt of its flow run: its retries start over
+        run.times = evolve(run.times, run_count=0)  # a new attempt of its flow run: its retries start over
     run.times = account(run.times, old, written)
     run.state = written
     if written.details.cache_key:
@@ -394,9 +395,9 @@ async def apply(
             by_id[written.id] = (p.run_id, written)
             if p.idempotency_key and written.id == p.state.id:
                 by_key[(p.run_id, p.idempotency_key)] = written
-            verdict = replace(verdict, state=written)
+            verdict = evolve(verdict, state=written)
         elif verdict.state is None:
-            verdict = replace(verdict, state=run.state)
+            verdict = evolve(verdict, state=run.state)
         outcomes.append(Outcome(verdict))
     if not await write(session, svc, kind, runs.values(), batch, now, optimistic=optimistic):
         raise StateRaced(f"{kind.value} run {proposals[0].run_id} changed while its proposal was decided")

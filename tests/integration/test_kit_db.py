@@ -132,6 +132,17 @@ def test_the_fast_sqlite_timestamp_text_is_sqlalchemys(value: datetime | None) -
     assert sqlite_utc_text(value) == UtcDateTime().dialect_impl(dialect).bind_processor(dialect)(value)
 
 
+def test_the_remembered_timestamp_texts_follow_the_instant_not_the_zone() -> None:
+    dialect = sqlite.dialect()
+    sqlalchemy_text = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
+    utc = datetime(2026, 5, 1, 10, 0, 0, 42, tzinfo=UTC)
+    shifted = utc.astimezone(timezone(timedelta(hours=-7)))
+    for value in (utc, shifted, utc, shifted, utc + timedelta(microseconds=1)):  # asked again: remembered
+        assert sqlite_utc_text(value) == sqlalchemy_text(value)
+    with pytest.raises(ValueError, match="naive"):
+        sqlite_utc_text(utc.replace(tzinfo=None))  # the same wall time, naive: still refused
+
+
 def test_the_fast_sqlite_timestamp_text_refuses_naive_times() -> None:
     with pytest.raises(ValueError, match="naive"):
         sqlite_utc_text(datetime(2026, 1, 1))  # noqa: DTZ001 (the point of the test)

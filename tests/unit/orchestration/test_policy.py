@@ -359,3 +359,22 @@ def test_account_expected_start_from_scheduled_time() -> None:
 def test_state_describe_names_both() -> None:
     assert replace(st(SCHEDULED), name="Late").describe() == "SCHEDULED (Late)"
     assert st(RUNNING).describe() == "RUNNING"
+
+
+def test_evolve_builds_what_dataclasses_replace_builds() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    state = State(RUNNING, "Running", now, message="m", details=StateDetails(cache_key="k"))
+    times = policy.RunTimes(run_count=2, start_time=now)
+    verdict = policy.Verdict(policy.Decision.REJECT, state, "why")
+    for original, changes in [
+        (state, {"timestamp": now + timedelta(seconds=1)}),
+        (state, {"details": StateDetails(retry_count=3)}),
+        (times, {"run_count": 0, "end_time": now}),
+        (verdict, {"rule": "a_rule", "state": None}),
+    ]:
+        evolved = policy.evolve(original, **changes)
+        assert evolved == replace(original, **changes)
+        assert type(evolved) is type(original) and evolved is not original
+        assert original == replace(original)  # the original is untouched
+    with pytest.raises(AssertionError, match="unknown"):
+        policy.evolve(state, no_such_field=1)
