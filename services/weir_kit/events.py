@@ -4,13 +4,13 @@ transaction as the change."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from google.protobuf.struct_pb2 import Struct
 
+from weir._ids import new_id
 from weir._proto import to_timestamp
 from weir.v1 import common_pb2
 
@@ -41,7 +41,7 @@ def new_event(
     event_id: str | None = None,
 ) -> common_pb2.Event:
     msg = common_pb2.Event(
-        id=event_id or str(uuid.uuid4()),
+        id=event_id or new_id(),
         occurred=to_timestamp(occurred),
         event=event,
         resource=common_pb2.Resource(labels=dict(resource_labels)),

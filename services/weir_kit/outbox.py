@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,6 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from weir._ids import new_id
 from weir.v1 import common_pb2
 from weir_kit.clock import utcnow
 from weir_kit.db import Database, UtcDateTime
@@ -127,7 +127,7 @@ class Outbox:
         for e in events:
             pack(id=e.id, subject=event_subject(settings, e.event), data=e.SerializeToString())
         row = {
-            "id": str(uuid.uuid4()),
+            "id": new_id(),
             "subject": BUNDLE_SUBJECT,
             "data": bundle.SerializeToString(),
             "created": utcnow(),

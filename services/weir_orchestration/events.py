@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import functools
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from google.protobuf import struct_pb2
 
+from weir._ids import new_id
 from weir._proto import to_timestamp
 from weir.v1 import common_pb2
 from weir_kit.events import new_event, resource
@@ -90,7 +90,7 @@ def _run_event(run: RunRef, name: str, occurred: datetime, state: State | None) 
             run.kind, run.id, run.name, run.flow_run_id, run.flow_id, run.flow_name, run.deployment_id, tuple(run.tags)
         )
     )
-    msg.id = str(uuid.uuid4())
+    msg.id = new_id()
     msg.event = f"{_PREFIX[run.kind]}.{name}"
     msg.occurred.CopyFrom(to_timestamp(occurred))
     if state is not None:

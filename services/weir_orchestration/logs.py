@@ -3,7 +3,6 @@ same id is skipped), filtered reads oldest first."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from weir._ids import new_id
 from weir._proto import timestamp_to_datetime
 from weir.errors import InvalidArgument
 from weir.v1 import orchestration_pb2 as pb
@@ -37,7 +37,7 @@ def log_values(
         message = rec.message if len(rec.message) <= limit else rec.message[:limit] + "…"
         rows.append(
             {
-                "id": parse_id(rec.id, f"{where}.id", required=False) or str(uuid.uuid4()),
+                "id": parse_id(rec.id, f"{where}.id", required=False) or new_id(),
                 "flow_run_id": flow_run_id or None,
                 "task_run_id": task_run_id or None,
                 "name": rec.name[:255],

@@ -16,13 +16,13 @@ proposal-level checks (``expected_state_id``, ``force``).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
+from weir._ids import new_id
 from weir.v1 import common_pb2
 
 SCHEDULED = common_pb2.SCHEDULED
@@ -114,7 +114,7 @@ class State:
     type: int
     name: str
     timestamp: datetime
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=new_id)
     message: str = ""
     details: StateDetails = NO_DETAILS
     data: Any = None

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import struct_pb2
 
+from weir._ids import new_id
 from weir._proto import dict_to_struct, struct_to_dict, timestamp_to_datetime, to_timestamp, to_value, value_to_python
 from weir.errors import InvalidArgument
 from weir.v1 import common_pb2
@@ -112,7 +112,7 @@ def details_to_pb(details: StateDetails) -> common_pb2.StateDetails:
 def state_from_pb(msg: common_pb2.State, now: datetime, field: str) -> State:
     """A proposed state: validated, with an id, a name and a timestamp."""
     state_type = parse_state_type(msg.type, f"{field}.type")
-    state_id = parse_id(msg.id, f"{field}.id", required=False) or str(uuid.uuid4())
+    state_id = parse_id(msg.id, f"{field}.id", required=False) or new_id()
     when = timestamp_to_datetime(msg.timestamp) if msg.HasField("timestamp") else None
     return State(
         id=state_id,

@@ -4,7 +4,6 @@ and SyncRuns batches."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from weir._ids import new_id
 from weir.errors import InvalidArgument, NotFound
 from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
@@ -45,7 +45,7 @@ def task_run_values(req: pb.CreateTaskRunRequest, now: datetime, field: str = ""
     else:
         initial = State(PENDING, default_name(PENDING), now)
     row = {
-        "id": parse_id(req.id, f"{field}id", required=False) or str(uuid.uuid4()),
+        "id": parse_id(req.id, f"{field}id", required=False) or new_id(),
         "flow_run_id": parse_id(req.flow_run_id, f"{field}flow_run_id"),
         "name": req.name or task_key,
         "task_key": task_key,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from weir._ids import new_id
 from weir.client._convert.states import state_from_proto
 from weir.client.types import State
 from weir.v1 import common_pb2
@@ -29,7 +29,7 @@ def now_ts() -> Timestamp:
 
 
 def new_state(type_: int, name: str = "", message: str = "", **details: Any) -> common_pb2.State:
-    state = common_pb2.State(id=str(uuid.uuid4()), type=type_, name=name, message=message, timestamp=now_ts())  # type: ignore[arg-type]
+    state = common_pb2.State(id=new_id(), type=type_, name=name, message=message, timestamp=now_ts())  # type: ignore[arg-type]
     if details:
         for key, value in details.items():
             if value is None:
