@@ -25,6 +25,7 @@ the same table definitions serve both backends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -374,16 +375,20 @@ class Database:
         session.info[SQLITE_CONNECTION_KEY] = conn
         try:
             yield
-        except BaseException:
             if session.in_transaction():
-                await session.rollback()
+                await session.commit()
             if conn.in_transaction:
-                conn.rollback()
+                conn.commit()
+        except BaseException:
+            # Whatever failed (the block or the commit), the held connection goes back with no
+            # transaction open, or the next BEGIN IMMEDIATE would fail on it.
+            with contextlib.suppress(Exception):
+                if session.in_transaction():
+                    await session.rollback()
+            with contextlib.suppress(Exception):
+                if conn.in_transaction:
+                    conn.rollback()
             raise
-        if session.in_transaction():
-            await session.commit()
-        if conn.in_transaction:
-            conn.commit()
 
     def _maybe_checkpoint(self) -> None:
         if self._checkpointing is not None and not self._checkpointing.done():

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Column, Float, MetaData, String, Table, bindparam, insert, select
+from sqlalchemy import JSON, Column, Float, MetaData, String, Table, bindparam, insert, select, text
 from sqlalchemy.dialects import sqlite
 
 from tests.fixtures.backends import BACKENDS, POSTGRES_URL, require_backend, unique_schema_prefix
@@ -165,6 +165,26 @@ async def test_a_failed_transaction_leaves_its_connection_clean(db: Database) ->
         await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": "kept"})
     async with db.read() as session:
         assert (await session.execute(select(things.c.id))).scalars().all() == ["kept"]
+
+
+async def test_a_commit_that_fails_does_not_poison_the_next_transaction(db: Database) -> None:
+    # A deferred foreign key is checked at COMMIT: the commit itself fails.
+    async with db.write_engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE parents (id VARCHAR(36) PRIMARY KEY)"))
+        await conn.execute(
+            text(
+                "CREATE TABLE children (id VARCHAR(36) PRIMARY KEY, parent_id VARCHAR(36)"
+                " REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)"
+            )
+        )
+    with pytest.raises(Exception, match="(?i)foreign key"):
+        async with db.transaction() as session:
+            await session.execute(text("INSERT INTO children (id, parent_id) VALUES ('c', 'missing')"))
+    async with db.transaction() as session:  # the same held connection: no transaction left open on it
+        await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": "after"})
+    async with db.read() as session:
+        assert (await session.execute(select(things.c.id))).scalars().all() == ["after"]
+        assert (await session.execute(text("SELECT count(*) FROM children"))).scalar() == 0
 
 
 async def test_a_cancelled_transaction_does_not_poison_the_next(db: Database) -> None:
