@@ -177,7 +177,7 @@ async def test_a_commit_that_fails_does_not_poison_the_next_transaction(db: Data
                 " REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)"
             )
         )
-    with pytest.raises(Exception, match="(?i)foreign key"):
+    with pytest.raises(Exception, match=r"(?i)foreign key"):
         async with db.transaction() as session:
             await session.execute(text("INSERT INTO children (id, parent_id) VALUES ('c', 'missing')"))
     async with db.transaction() as session:  # the same held connection: no transaction left open on it
