@@ -7,39 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.fixtures.backends import POSTGRES_URL, drop_schemas, require_backend, unique_schema_prefix
+from tests.fixtures.backends import drop_schemas, require_backend, unique_schema_prefix
+from tests.fixtures.services import Topology
 from weir.client import AsyncWeirClient
 from weir.client.types import EventFilter, State, StateType
-from weir_kit.jetstream import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _wait_serving(address: str, service: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1).status == 1:
-                    return
-            except grpc.RpcError:
-                pass
-            assert time.monotonic() < deadline, f"{service} never became ready: {log.read_text()}"
-            time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -49,51 +29,19 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
 
     base = tmp_path_factory.mktemp("distributed")
     nats = EmbeddedNats(base / "nats")  # stands in for an external NATS cluster
-    nats_url = nats.start()
     prefix = unique_schema_prefix()
     env = {**os.environ, "WEIR_DATABASE_SCHEMA_PREFIX": prefix, "WEIR_HOME": str(base / "home")}
-    procs: list[subprocess.Popen[bytes]] = []
-    addresses: dict[str, str] = {}
+    topo = Topology(base, nats.start(), env)
     try:
         for name, service in [
             ("orchestration-a", "orchestration"),
             ("orchestration-b", "orchestration"),
             ("events", "events"),
         ]:
-            port = free_port()
-            log = base / f"{name}.log"
-            with open(log, "wb") as out:
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "weir.cli",
-                        "service",
-                        service,
-                        "--grpc-port",
-                        str(port),
-                        "--database-url",
-                        POSTGRES_URL,
-                        "--nats-url",
-                        nats_url,
-                    ],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            procs.append(proc)
-            addresses[name] = f"127.0.0.1:{port}"
-            full = "weir.v1.EventService" if service == "events" else "weir.v1.OrchestrationService"
-            _wait_serving(addresses[name], full, proc, log)
-        yield addresses
+            topo.start(name, service)
+        yield topo.addresses
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        topo.stop_all()
         nats.stop()
         asyncio.run(drop_schemas(prefix))
 

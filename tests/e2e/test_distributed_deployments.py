@@ -8,24 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 
-from tests.e2e.test_distributed import _wait_serving
-from tests.fixtures.backends import POSTGRES_URL, drop_schemas, require_backend, unique_schema_prefix
+from tests.fixtures.backends import drop_schemas, require_backend, unique_schema_prefix
+from tests.fixtures.services import Topology
 from tests.integration.deployments.conftest import Api, FakeWorker
 from weir.v1 import common_pb2, deployments_pb2_grpc, orchestration_pb2_grpc
 from weir.v1 import deployments_pb2 as pb
 from weir.v1 import orchestration_pb2 as opb
-from weir_kit.jetstream import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -34,54 +29,6 @@ FAST = {
     "WEIR_DEPLOYMENTS_SWEEPER_INTERVAL_SECONDS": "0.3",
     "WEIR_DEPLOYMENTS_WORKER_HEARTBEAT_INTERVAL_SECONDS": "0.5",
 }
-
-
-class Topology:
-    def __init__(self, base: Path, nats_url: str, env: dict[str, str]) -> None:
-        self.base, self.nats_url, self.env = base, nats_url, env
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.addresses: dict[str, str] = {}
-
-    def start(self, name: str, service: str, port: int | None = None, **extra_env: str) -> None:
-        port = port or free_port()
-        log = self.base / f"{name}.log"
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "weir.cli",
-                    "service",
-                    service,
-                    "--grpc-port",
-                    str(port),
-                    "--database-url",
-                    POSTGRES_URL,
-                    "--nats-url",
-                    self.nats_url,
-                ],
-                env={**self.env, **extra_env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.procs[name] = proc
-        self.addresses[name] = f"127.0.0.1:{port}"
-        full = {"events": "EventService", "orchestration": "OrchestrationService", "deployments": "DeploymentService"}
-        _wait_serving(self.addresses[name], f"weir.v1.{full[service]}", proc, log)
-
-    def kill(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 @pytest.fixture(scope="module")
