@@ -63,3 +63,18 @@ def test_import_weir_loads_no_server_side_code() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert json.loads(out) == []
+
+
+def test_defining_a_flow_loads_the_engine_so_its_first_call_does_not() -> None:
+    # `import weir` stays light for the CLI and the server; the engine (and the typed client
+    # under it, ~0.15 s of imports) loads when a flow is defined, not during the first call.
+    code = (
+        "import sys, weir\n"
+        "before = 'weir.engine.flow_engine' in sys.modules or 'weir.client' in sys.modules\n"
+        "@weir.flow\n"
+        "def f() -> int:\n"
+        "    return 1\n"
+        "print(before, 'weir.engine.flow_engine' in sys.modules, 'weir.client' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.split() == ["False", "True", "True"]
