@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 
 from weir.errors import InvalidArgument
 from weir.v1 import common_pb2
 from weir_events.models import ID
+from weir_events.records import payload_dict
 from weir_kit.clock import Clock
 from weir_kit.db import Database
 from weir_kit.events import RESOURCE_ID
@@ -44,6 +46,7 @@ def prepare(events: Sequence[common_pb2.Event], settings: KitSettings, clock: Cl
                 raise InvalidArgument(
                     f"related resource must carry a {RESOURCE_ID!r} label", field=f"events[{i}].related[{j}]"
                 )
+        _check_storable(event, f"events[{i}]")
         if len(event.id) > ID:
             raise InvalidArgument(f"id must be at most {ID} characters", field=f"events[{i}].id")
         if not event.id:
@@ -53,6 +56,36 @@ def prepare(events: Sequence[common_pb2.Event], settings: KitSettings, clock: Cl
         event.ClearField("received")
         prepared.append(event)
     return prepared
+
+
+def _check_storable(event: common_pb2.Event, field: str) -> None:
+    """Refuse what the persister could never store: a payload that is not JSON (NaN,
+    infinity) and text with NUL characters (Postgres text and JSON cannot hold them)."""
+    try:
+        payload = payload_dict(event.payload) if event.HasField("payload") else {}
+    except ValueError as exc:
+        raise InvalidArgument(f"payload is not JSON: {exc}", field=f"{field}.payload") from None
+    parts = {
+        "event": event.event,
+        "id": event.id,
+        "follows": event.follows,
+        "resource": dict(event.resource.labels),
+        "related": [dict(r.labels) for r in event.related],
+        "payload": payload,
+    }
+    for name, value in parts.items():
+        if _has_nul(value):
+            raise InvalidArgument(f"{name} contains a NUL character", field=f"{field}.{name}")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class EventEmitter:

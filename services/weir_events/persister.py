@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -106,10 +107,28 @@ async def store_events(session: AsyncSession, db: Database, batch: Sequence[comm
     if not batch:
         return
     received = clock()
-    rows = [event_row(e, received) for e in {e.id: e for e in batch}.values()]
+    await store_rows(session, [event_row(e, received) for e in {e.id: e for e in batch}.values()])
+
+
+async def store_rows(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``events`` rows (``records.event_row``) and their resources, ignoring stored ids."""
+    rows = list({row["id"]: row for row in rows}.values())  # a message delivered twice in one batch
     drv = await driver(session)
     await _INSERT_EVENTS.run(drv, rows)
     await _INSERT_RESOURCES.run(drv, [r for row in rows for r in resource_rows(row)])
+
+
+def refused_data(exc: BaseException) -> bool:
+    """Whether the database refused a row's values (SQLSTATE class 22 or 23, or SQLite's
+    equivalents) rather than failed: storing that row again can never succeed."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if str(getattr(seen, "sqlstate", "") or "")[:2] in ("22", "23"):
+            return True
+        if isinstance(seen, sqlite3.DataError | sqlite3.IntegrityError):
+            return True
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return False
 
 
 async def delete_older_than(db: Database, cutoff: Any, batch_size: int) -> int:
@@ -130,6 +149,11 @@ async def delete_older_than(db: Database, cutoff: Any, batch_size: int) -> int:
         deleted += len(ids)
         if len(ids) < batch_size:
             return deleted
+
+
+async def _nak(messages: Sequence[tuple[Msg, Any]]) -> None:
+    for msg, _ in messages:
+        await msg.nak(delay=1)
 
 
 class Persister:
@@ -207,36 +231,67 @@ class Persister:
                 backoff = min(backoff * 2, self.settings.persister_max_backoff_seconds)
 
     async def consume_once(self, sub: JetStreamContext.PullSubscription) -> int:
-        """Fetch, store and ack one batch; returns how many events were stored."""
+        """Fetch, store and ack one batch; returns how many events were stored.
+
+        A message that can never be stored is terminated (logged, never redelivered)
+        instead of holding up every later event: one that is not an Event or lacks
+        what an event needs, one whose payload is not JSON (NaN, infinity), and one
+        whose values the database refuses (Postgres text cannot hold NUL), found by
+        storing the batch's rows one by one after the batch as a whole was refused.
+        """
         msgs = await fetch_batch(sub, self.settings.persister_batch_size, self.settings.persister_fetch_timeout_seconds)
         if not msgs:
             return 0
-        good: list[tuple[Msg, common_pb2.Event]] = []
+        received = self.clock()
+        good: list[tuple[Msg, dict[str, Any]]] = []
         for msg in msgs:
             event = common_pb2.Event()
             try:
                 event.ParseFromString(msg.data)
                 reason = invalid_reason(event)
+                if reason is None:
+                    good.append((msg, event_row(event, received)))
+                    continue
             except DecodeError as exc:
                 reason = f"not an Event: {exc}"
-            if reason is not None:
-                log.error("dropping message %s on %s: %s", msg.metadata.sequence.stream, msg.subject, reason)
-                await msg.term()
-                continue
-            good.append((msg, event))
+            except (ValueError, OverflowError) as exc:
+                reason = f"cannot be stored: {exc}"
+            await self._drop(msg, reason)
         if not good:
             return 0
         try:
             async with self.db.transaction() as session:
-                await store_events(session, self.db, [e for _, e in good], self.clock)
-        except Exception:
-            for msg, _ in good:
-                await msg.nak(delay=1)
-            raise
+                await store_rows(session, [row for _, row in good])
+        except Exception as exc:
+            if not refused_data(exc):
+                await _nak(good)
+                raise
+            return await self._store_one_by_one(good)
         for msg, _ in good:
             await msg.ack()
         self.stored += len(good)
         return len(good)
+
+    async def _store_one_by_one(self, good: Sequence[tuple[Msg, dict[str, Any]]]) -> int:
+        stored = 0
+        for i, (msg, row) in enumerate(good):
+            try:
+                async with self.db.transaction() as session:
+                    await store_rows(session, [row])
+            except Exception as exc:
+                if not refused_data(exc):
+                    await _nak(good[i:])
+                    raise
+                await self._drop(msg, f"refused by the database: {exc}")
+                continue
+            await msg.ack()
+            stored += 1
+        self.stored += stored
+        return stored
+
+    async def _drop(self, msg: Msg, reason: str) -> None:
+        log.error("dropping message %s on %s: %s", msg.metadata.sequence.stream, msg.subject, reason)
+        await msg.term()
 
     async def retention_pass(self) -> int:
         """Delete every event older than the retention; returns how many."""

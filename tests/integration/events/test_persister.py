@@ -4,6 +4,7 @@ the stream with other replicas, and the retention pass deletes old events."""
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -58,6 +59,28 @@ async def test_a_message_that_is_not_an_event_does_not_block_the_rest(events_sta
     await eventually(lambda: acked_through(events_stack, ack.seq), 5, "messages settled")
     assert await count(events_stack, events, events.c.id == good.id) == 1
     assert await count(events_stack, events) == 1
+
+
+async def test_an_event_that_can_never_be_stored_does_not_hold_up_the_rest(events_stack) -> None:
+    # Published straight to the stream (EmitEvents refuses these): a payload that is not JSON, and a
+    # NUL character, which Postgres text refuses (SQLite stores it). Each lands in a batch with good
+    # events; before, the whole batch failed, was redelivered, and failed again, forever.
+    js = events_stack.nats.js
+    not_json = make_event("weir.poison.nan", payload={"rate": 1.5})
+    not_json.payload.fields["rate"].number_value = math.nan
+    nul = make_event("weir.poison.nul", resource_id="weir.flow-run.\x00nul")
+    good = [make_event("weir.after.poison") for _ in range(3)]
+    last = None
+    for event in (good[0], not_json, good[1], nul, good[2]):
+        last = await js.publish(event_subject(events_stack.settings, event.event), event.SerializeToString())
+    assert last is not None
+
+    await eventually(lambda: acked_through(events_stack, last.seq), 10, "all five messages settled")
+    for event in good:
+        assert await count(events_stack, events, events.c.id == event.id) == 1
+    assert await count(events_stack, events, events.c.id == not_json.id) == 0
+    stored_nul = await count(events_stack, events, events.c.id == nul.id)
+    assert stored_nul == (0 if events_stack.db.is_postgres else 1)
 
 
 async def test_events_emitted_while_nats_is_down_arrive_once_after_it_returns(events_stack) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -202,6 +203,13 @@ async def test_page_token_of_the_other_sort_order_is_refused(events_stack) -> No
             common_pb2.Event(id="x" * 37, event="a.b", resource=common_pb2.Resource(labels={RESOURCE_ID: "x"})),
             "events[1].id",
         ),
+        # What the persister could never store would hold up every event after it.
+        (make_event("a.b", payload={"rate": math.nan}), "events[1].payload"),
+        (make_event("a.b", payload={"deep": [{"n": -math.inf}]}), "events[1].payload"),
+        (make_event("a.b", payload={"text": "nul\x00here"}), "events[1].payload"),
+        (make_event("a.b", resource_id="weir.flow-run.\x00"), "events[1].resource"),
+        (make_event("a.b", related=[{RESOURCE_ID: "x", "weir.resource.role": "r\x00"}]), "events[1].related"),
+        (make_event("a.\x00"), "events[1].event"),
     ],
 )
 async def test_bad_events_are_invalid_argument_and_nothing_is_accepted(events_stack, event, field) -> None:
