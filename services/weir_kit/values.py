@@ -22,3 +22,11 @@ def parse_id(value: str, field: str, *, required: bool = True) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise InvalidArgument(f"{field} is not a UUID: {value!r}", field=field) from None
+
+
+def free_text(value: str) -> str:
+    """Free text as a client sent it (a state's message, a log line), but with each NUL
+    character replaced by U+FFFD: Postgres text cannot hold NUL, and one refused row fails
+    its whole transaction (a SyncRuns batch). Exception messages and printed output do carry
+    NULs. Both backends store the same text."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value

@@ -16,6 +16,7 @@ from weir.errors import InvalidArgument
 from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
 from weir_kit.runtime import ServiceContext
+from weir_kit.values import free_text
 from weir_orchestration.filters import after_key, log_filter, next_token
 from weir_orchestration.models import logs
 from weir_orchestration.proto import log_to_pb, parse_id
@@ -34,13 +35,13 @@ def log_values(
         task_run_id = parse_id(rec.task_run_id, f"{where}.task_run_id", required=False)
         if not flow_run_id and not task_run_id:
             raise InvalidArgument(f"{where} needs a flow_run_id or a task_run_id", field=f"{where}.flow_run_id")
-        message = rec.message if len(rec.message) <= limit else rec.message[:limit] + "…"
+        message = free_text(rec.message if len(rec.message) <= limit else rec.message[:limit] + "…")
         rows.append(
             {
                 "id": parse_id(rec.id, f"{where}.id", required=False) or new_id(),
                 "flow_run_id": flow_run_id or None,
                 "task_run_id": task_run_id or None,
-                "name": rec.name[:255],
+                "name": free_text(rec.name[:255]),
                 "level": rec.level,
                 "message": message,
                 "timestamp": (timestamp_to_datetime(rec.timestamp) if rec.HasField("timestamp") else None) or now,

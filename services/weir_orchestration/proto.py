@@ -13,7 +13,7 @@ from weir._proto import dict_to_struct, struct_to_dict, timestamp_to_datetime, t
 from weir.errors import InvalidArgument
 from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
-from weir_kit.values import parse_id
+from weir_kit.values import free_text, parse_id
 from weir_orchestration.policy import ALL_TYPES, NO_DETAILS, RunPolicy, State, StateDetails, default_name, type_name
 
 _DETAIL_TIMES = ("scheduled_time", "cache_expiration", "pause_timeout")
@@ -119,7 +119,7 @@ def state_from_pb(msg: common_pb2.State, now: datetime, field: str) -> State:
         type=state_type,
         name=msg.name or default_name(state_type),
         timestamp=when or now,
-        message=msg.message,
+        message=free_text(msg.message),
         details=details_from_pb(msg.details),
         data=value_to_python(msg.data) if msg.HasField("data") else None,
     )

@@ -208,3 +208,29 @@ async def test_a_bundle_of_whole_events_written_by_an_older_version_still_relays
         (f"weir.events.{e.event}", e.id) for e in events
     ]
     assert [common_pb2.Event.FromString(data) for _, data, _ in messages] == events
+
+
+async def test_nul_characters_in_messages_and_logs_do_not_fail_the_batch(orch):
+    # A task's exception text or printed output can carry NUL, which Postgres text refuses: the
+    # batch failed with INTERNAL and the client resent it forever. Both backends store U+FFFD.
+    run = await new_flow_run(orch.stub)
+    task_id = uid()
+    create = pb.CreateTaskRunRequest(
+        id=task_id, flow_run_id=run.id, task_key="nul", state=common_pb2.State(id=uid(), type=common_pb2.PENDING)
+    )
+    failed = common_pb2.State(id=uid(), type=common_pb2.FAILED, message="binary \x00 junk")
+    messages = [
+        pb.SyncRunsRequest(seq=1, create_task_runs=[create]),
+        pb.SyncRunsRequest(
+            seq=2,
+            proposals=[pb.TaskRunStateProposal(task_run_id=task_id, proposal=pb.StateProposal(state=failed))],
+            logs=[pb.LogRecord(id=uid(), flow_run_id=run.id, task_run_id=task_id, name="x\x00", message="a\x00b")],
+        ),
+    ]
+    responses = await send_all(orch.stub, messages)
+    assert responses[-1].acked_seq == 2
+    got = (await orch.stub.GetTaskRun(pb.GetTaskRunRequest(id=task_id))).task_run
+    assert got.state.type == common_pb2.FAILED
+    assert got.state.message == "binary \ufffd junk"
+    logs = await orch.stub.ListLogs(pb.ListLogsRequest(filter=pb.LogFilter(task_run_id=task_id)))
+    assert [(r.name, r.message) for r in logs.logs] == [("x\ufffd", "a\ufffdb")]
