@@ -122,7 +122,9 @@ def refused_data(exc: BaseException) -> bool:
     """Whether the database refused a row's values (SQLSTATE class 22 or 23, or SQLite's
     equivalents) rather than failed: storing that row again can never succeed."""
     seen: BaseException | None = exc
-    while seen is not None:
+    for _ in range(8):  # the driver's error sits under SQLAlchemy's (``orig``) or its adapter's (``__cause__``)
+        if seen is None:
+            break
         if str(getattr(seen, "sqlstate", "") or "")[:2] in ("22", "23"):
             return True
         if isinstance(seen, sqlite3.DataError | sqlite3.IntegrityError):
