@@ -69,6 +69,18 @@ def _wait_ready(proc: subprocess.Popen[str], grpc_port: int, deadline_s: float =
             time.sleep(0.05)
 
 
+def _http_health(proc: subprocess.Popen[str], http_port: int, deadline_s: float = 60) -> int:
+    """The status of GET /api/health once the gateway listens."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        assert proc.poll() is None, "server exited early"
+        try:
+            return httpx.get(f"http://127.0.0.1:{http_port}/api/health", timeout=10).status_code
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline, "the gateway never listened"
+            time.sleep(0.05)
+
+
 def _nats_children(pid: int) -> list[psutil.Process]:
     return [p for p in psutil.Process(pid).children(recursive=True) if "nats-server" in p.name()]
 
@@ -80,8 +92,8 @@ def test_server_start_on_empty_home_then_sigterm_stops_everything(tmp_path: Path
         _wait_ready(proc, grpc_port)
         nats = _nats_children(proc.pid)
         assert len(nats) == 1
-        response = httpx.get(f"http://127.0.0.1:{http_port}/api/health", timeout=10)
-        assert response.status_code == 200
+        # gRPC answers first; the gateway listens a moment later, before "Weir ready" is printed.
+        assert _http_health(proc, http_port) == 200
         for service in ("orchestration", "deployments", "blocks", "concurrency", "events"):
             assert (home / f"{service}.db").exists()
         proc.send_signal(signal.SIGTERM)
@@ -90,6 +102,7 @@ def test_server_start_on_empty_home_then_sigterm_stops_everything(tmp_path: Path
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(timeout=10)
     assert proc.returncode == 0, output
     assert "Weir ready" in output
     assert f"127.0.0.1:{grpc_port}" in output
@@ -108,5 +121,6 @@ def test_sigkilled_server_leaves_no_nats_server(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(timeout=10)
     _, alive = psutil.wait_procs(nats, timeout=10)
     assert not alive, "nats-server outlived its SIGKILLed parent"
