@@ -107,7 +107,7 @@ async def store_events(session: AsyncSession, db: Database, batch: Sequence[comm
     if not batch:
         return
     received = clock()
-    await store_rows(session, [event_row(e, received) for e in {e.id: e for e in batch}.values()])
+    await store_rows(session, [event_row(e, received) for e in batch])
 
 
 async def store_rows(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
