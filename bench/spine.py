@@ -25,8 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psutil
@@ -77,7 +79,7 @@ class Server:
 
     def start(self) -> float:
         """Seconds from spawn until every service answers SERVING."""
-        t0 = time.perf_counter()
+        t0 = self.spawned = time.perf_counter()
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Poll every few ms: without these, a connect that fails before the server listens
         # puts the channel into gRPC's 1 s reconnect backoff and the figure measures that.
@@ -102,6 +104,18 @@ class Server:
         elapsed = time.perf_counter() - t0
         channel.close()
         return elapsed
+
+    def http_ready(self) -> float:
+        """Seconds from spawn until the gateway's ``/api/health`` answers 200 (after start())."""
+        url = f"http://127.0.0.1:{self.http_port}/api/health"
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=0.5) as reply:
+                    if reply.status == 200:
+                        return time.perf_counter() - self.spawned
+            except OSError:
+                pass
+            time.sleep(0.002)
 
     def rss_mb(self) -> float:
         assert self.proc is not None
@@ -161,24 +175,28 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-def bench_coldstart(reps: int) -> dict[str, object]:
-    fresh, existing, rss = [], [], []
+def bench_coldstart(reps: int) -> dict[str, Any]:
+    fresh, existing, rss, fresh_http, existing_http = [], [], [], [], []
     for _ in range(reps):
         home = Path(tempfile.mkdtemp(prefix="weir-bench-"))
         try:
             s = Server(home)
             fresh.append(s.start())
+            fresh_http.append(s.http_ready())
             time.sleep(0.5)
             rss.append(s.rss_mb())
             s.stop()
             s = Server(home)
             existing.append(s.start())
+            existing_http.append(s.http_ready())
             s.stop()
         finally:
             shutil.rmtree(home, ignore_errors=True)
     return {
         "fresh_home_s": statistics.median(fresh),
         "existing_home_s": statistics.median(existing),
+        "fresh_home_http_s": statistics.median(fresh_http),
+        "existing_home_http_s": statistics.median(existing_http),
         "rss_mb_tree": statistics.median(rss),
         "reps": reps,
     }
@@ -258,11 +276,12 @@ def main() -> int:
     only = set(args.only.split(","))
     out: dict[str, object] = {}
     if "coldstart" in only:
-        out["coldstart"] = bench_coldstart(args.reps)
+        cold = out["coldstart"] = bench_coldstart(args.reps)
         print(
-            f"cold start to all SERVING: fresh {out['coldstart']['fresh_home_s']:.3f}s, "  # type: ignore[index]
-            f"existing {out['coldstart']['existing_home_s']:.3f}s, RSS {out['coldstart']['rss_mb_tree']:.0f} MB"
-        )  # type: ignore[index]
+            f"cold start to all SERVING: fresh {cold['fresh_home_s']:.3f}s, existing {cold['existing_home_s']:.3f}s, "
+            f"RSS {cold['rss_mb_tree']:.0f} MB; to /api/health 200: fresh {cold['fresh_home_http_s']:.3f}s, "
+            f"existing {cold['existing_home_http_s']:.3f}s"
+        )
     for backend in args.backends.split(","):
         if not ({"roundtrip", "ingest"} & only):
             break
