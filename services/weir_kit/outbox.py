@@ -24,7 +24,6 @@ the event loop.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -37,15 +36,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    any_,
     bindparam,
-    column,
     delete,
-    func,
     insert,
     select,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from weir._ids import new_id
@@ -54,7 +49,7 @@ from weir_kit.clock import utcnow
 from weir_kit.db import Database, UtcDateTime
 from weir_kit.jetstream import Nats, event_subject
 from weir_kit.loops import Deferral
-from weir_kit.prepared import Prepared, driver
+from weir_kit.prepared import Keyed, Prepared, driver
 from weir_kit.settings import KitSettings
 
 log = logging.getLogger("weir.outbox")
@@ -88,15 +83,13 @@ class Outbox:
         self.settings = settings
         self.wakeup = asyncio.Event()
         self._insert = Prepared(insert(table), keys=["id", "subject", "data", "created"])
-        # The relay's statements. Rows are deleted by the seqs it read: on Postgres as an array,
-        # on SQLite as a JSON list (json_each), so one prepared statement serves any batch.
+        # The relay's statements. Rows are deleted by the seqs it read, with one prepared
+        # statement for any batch.
         oldest = select(table.c.seq, table.c.id, table.c.subject, table.c.data).order_by(table.c.seq)
         oldest = oldest.limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer))
         self.oldest = Prepared(oldest)
         self.claim = Prepared(oldest.with_for_update(skip_locked=True))
-        self.delete_any = Prepared(delete(table).where(table.c.seq == any_(bindparam("seqs", type_=ARRAY(Integer)))))
-        listed = select(column("value", Integer)).select_from(func.json_each(bindparam("seqs", type_=String)))
-        self.delete_listed = Prepared(delete(table).where(table.c.seq.in_(listed.scalar_subquery())))
+        self.delete_seqs = Keyed(lambda listed: delete(table).where(listed), table.c.seq)
         db.add_commit_listener(self.wakeup.set)
 
     def rows(self, events: Sequence[common_pb2.Event]) -> list[dict[str, Any]]:
@@ -221,7 +214,7 @@ class OutboxRelay:
                 rows = await drv.fetch(self.outbox.claim, batch)
                 if rows:
                     await self._publish(rows)
-                    await drv.execute(self.outbox.delete_any, {"seqs": [r.seq for r in rows]})
+                    await self.outbox.delete_seqs.execute(drv, [r.seq for r in rows])
             return len(rows)
         # SQLite: read on the write connection (statements run on the loop's thread, no hop to
         # a reader thread and back), but don't hold the write lock while publishing.
@@ -230,8 +223,7 @@ class OutboxRelay:
         if rows:
             await self._publish(rows)
             async with db.transaction() as session:
-                seqs = json.dumps([r.seq for r in rows])
-                await (await driver(session)).execute(self.outbox.delete_listed, {"seqs": seqs})
+                await self.outbox.delete_seqs.execute(await driver(session), [r.seq for r in rows])
         return len(rows)
 
     async def _publish(self, rows: Sequence[Any]) -> None:

@@ -18,13 +18,15 @@ paths; everything else stays plain SQLAlchemy.
 
 from __future__ import annotations
 
+import json
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import JSON, Table
+from sqlalchemy import JSON, String, Table, any_, bindparam, func, literal_column, select
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
@@ -158,6 +160,34 @@ class Driver:
             await self.connection.executemany(c.sql, args)
         else:
             self.connection.executemany(c.sql, args)
+
+
+class Keyed:
+    """A statement filtered on ``column`` being one of a list of keys, prepared once for any
+    length of list: ``column = ANY(:keys)`` with an array on Postgres, ``column IN (SELECT value
+    FROM json_each(:keys))`` with a JSON list on SQLite. (``IN`` with one bound value per key
+    compiles a new statement for every length, ~10 us per key on a batch of hundreds.)
+
+    ``build`` makes the statement from the filter: ``Keyed(lambda cond: delete(t).where(cond), t.c.seq)``.
+    """
+
+    def __init__(self, build: Callable[[Any], Executable], column: Any) -> None:
+        self._postgres = Prepared(build(column == any_(bindparam("keys", type_=ARRAY(column.type)))))
+        listed = select(literal_column("value", column.type)).select_from(
+            func.json_each(bindparam("keys", type_=String))
+        )
+        self._sqlite = Prepared(build(column.in_(listed.scalar_subquery())))
+
+    def _bound(self, drv: Driver, keys: Sequence[Any], params: Mapping[str, Any]) -> tuple[Prepared, dict[str, Any]]:
+        if drv.is_postgres:
+            return self._postgres, {**params, "keys": list(keys)}
+        return self._sqlite, {**params, "keys": json.dumps(list(keys))}
+
+    async def fetch(self, drv: Driver, keys: Sequence[Any], **params: Any) -> list[Any]:
+        return await drv.fetch(*self._bound(drv, keys, params))
+
+    async def execute(self, drv: Driver, keys: Sequence[Any], **params: Any) -> int:
+        return await drv.execute(*self._bound(drv, keys, params))
 
 
 class InsertNew:

@@ -24,7 +24,7 @@ from weir.errors import InvalidArgument, NotFound
 from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
-from weir_kit.prepared import Prepared, driver
+from weir_kit.prepared import Keyed, Prepared, driver
 from weir_kit.runtime import ServiceContext
 from weir_orchestration import events
 from weir_orchestration.cache_keys import lock_cache_keys
@@ -206,12 +206,14 @@ async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *,
     return out
 
 
+_STATE_IDS = Keyed(lambda listed: select(run_states.c.id).where(listed), run_states.c.id)
+
+
 async def existing_state_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:
-    """Which of ``ids`` the history already holds."""
-    out: set[str] = set()
-    for chunk in _chunks(ids, 5000):
-        out.update((await session.execute(select(run_states.c.id).where(run_states.c.id.in_(chunk)))).scalars())
-    return out
+    """Which of ``ids`` the history already holds (in a write transaction)."""
+    if not ids:
+        return set()
+    return {row.id for row in await _STATE_IDS.fetch(await driver(session), ids)}
 
 
 async def _earlier_answers(

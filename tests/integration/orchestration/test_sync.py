@@ -234,3 +234,33 @@ async def test_nul_characters_in_messages_and_logs_do_not_fail_the_batch(orch):
     assert got.state.message == "binary \ufffd junk"
     logs = await orch.stub.ListLogs(pb.ListLogsRequest(filter=pb.LogFilter(task_run_id=task_id)))
     assert [(r.name, r.message) for r in logs.logs] == [("x\ufffd", "a\ufffdb")]
+
+
+async def test_a_first_state_whose_id_another_run_holds_is_not_written(orch):
+    run = await new_flow_run(orch.stub)
+    taken = uid()
+
+    def create(task_id: str, key: str, state_id: str) -> pb.CreateTaskRunRequest:
+        return pb.CreateTaskRunRequest(
+            id=task_id,
+            flow_run_id=run.id,
+            task_key="step",
+            dynamic_key=key,
+            state=common_pb2.State(id=state_id, type=common_pb2.PENDING),
+        )
+
+    first, second, third = uid(), uid(), uid()
+    await send_all(orch.stub, [pb.SyncRunsRequest(seq=1, create_task_runs=[create(first, "a", taken)])])
+    # A later batch: one run reuses the taken state id, one has its own; both runs are created.
+    await send_all(
+        orch.stub,
+        [pb.SyncRunsRequest(seq=2, create_task_runs=[create(second, "b", taken), create(third, "c", uid())])],
+    )
+    assert await orch.count("task_runs") == 3
+    held = await orch.stub.GetTaskRun(pb.GetTaskRunRequest(id=second))
+    assert not held.task_run.HasField("state") or not held.task_run.state.id
+    owner = await orch.stub.ListStates(pb.ListStatesRequest(task_run_id=first))
+    assert [s.id for s in owner.states] == [taken]
+    others = await orch.stub.ListStates(pb.ListStatesRequest(task_run_id=third))
+    assert [s.type for s in others.states] == [common_pb2.PENDING]
+    assert not (await orch.stub.ListStates(pb.ListStatesRequest(task_run_id=second))).states
