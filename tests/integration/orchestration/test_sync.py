@@ -169,6 +169,26 @@ async def test_invalid_record_fails_the_stream_with_invalid_argument(orch):
         raise AssertionError("expected INVALID_ARGUMENT")
 
 
+async def test_messages_before_an_invalid_one_are_written_and_acked(orch):
+    run = await new_flow_run(orch.stub)
+    good = task_messages(run.id, 20, 10)[:4]  # seqs 1-4: 10 creates, their proposals, 10 more creates
+    bad = pb.SyncRunsRequest(seq=5, logs=[pb.LogRecord(message="no run named")])
+    call = orch.stub.SyncRuns()
+    for msg in [*good, bad]:
+        await call.write(msg)  # all of them arrive before the server ends the stream
+    acked = 0
+    try:
+        async for reply in call:
+            acked = max(acked, reply.acked_seq)
+    except grpc.aio.AioRpcError as err:
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "logs[0]" in (err.details() or "")
+    else:
+        raise AssertionError("expected INVALID_ARGUMENT")
+    assert acked == 4
+    assert await orch.count("task_runs") == 20
+    assert not FOREGROUND.busy
+
+
 async def test_a_sync_batch_is_one_bundle_row_and_every_event_is_published_with_its_own_id(orch):
     run = await new_flow_run(orch.stub)  # (this module keeps the relay off: the rows stay put)
     await send_all(orch.stub, task_messages(run.id, 50, 50))  # 50 task runs, 3 states each, one message per state
