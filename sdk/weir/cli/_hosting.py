@@ -7,6 +7,7 @@ the services, SQLAlchemy or FastAPI.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from rich.console import Console
 
 console = Console(stderr=True)
+log = logging.getLogger("weir.server")
 
 
 def serve(services: Sequence[str] | None, http: bool, overrides: dict[str, object]) -> None:
@@ -34,6 +36,12 @@ async def _serve(services: Sequence[str] | None, http: bool, overrides: dict[str
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stack.start()
+    # Everything loaded so far (modules, SQLAlchemy's metadata, FastAPI's models: ~130,000
+    # objects the collector tracks) lives as long as the process. Frozen, the collector stops
+    # walking it on every full collection, which SyncRuns' allocations trigger several
+    # times a second under load: +25% ingest (bench/RESULTS.md, session 7).
+    gc.freeze()
+    log.debug("froze %d objects", gc.get_freeze_count())
     names = ", ".join(stack.grpc.service_names if stack.grpc else ())
     console.print(f"[green]Weir ready[/] in {stack.ready_seconds:.2f}s")
     console.print(f"  gRPC     {stack.address}  ({names})")
