@@ -190,22 +190,27 @@ class Keyed:
         return await drv.execute(*self._bound(drv, keys, params))
 
 
-class InsertNew:
-    """Insert-or-ignore of many rows that says which were new, by their ``key`` column.
+class InsertMany:
+    """Many rows of ``table`` in one statement.
 
-    SQLite runs one ``INSERT OR IGNORE`` per row (microseconds each on the
-    loop's thread) and reads each one's row count. Postgres takes the batch
-    as one array per column, ``INSERT ... SELECT * FROM unnest(...) ON
-    CONFLICT DO NOTHING RETURNING key``: one round trip and one plan for any
-    batch size, exact even while another transaction inserts the same keys.
+    Postgres takes the batch as one array per column, ``INSERT ... SELECT * FROM
+    unnest(...)``: one round trip and one plan for any batch size, where asyncpg's
+    ``executemany`` encodes and sends a bind and an execute per row (~2x the Python
+    for a SyncRuns batch of states). SQLite runs ``executemany`` on the loop's thread.
     """
 
-    def __init__(self, table: Table, keys: Sequence[str], key: str) -> None:
+    def __init__(self, table: Table, keys: Sequence[str] | None = None) -> None:
         self.table = table
-        self.keys = list(keys)
-        self.key = key
-        self._sqlite = Prepared(sqlite.insert(table).on_conflict_do_nothing(), keys=self.keys)
+        self.keys = list(keys) if keys is not None else [c.name for c in table.c]
+        self._sqlite = Prepared(self._sqlite_statement(), keys=self.keys)
         self._postgres: tuple[str, tuple[Processor, ...]] | None = None
+
+    def _sqlite_statement(self) -> Executable:
+        return sqlite.insert(self.table)
+
+    def _postgres_suffix(self, prep: Any) -> str:
+        """What follows the SELECT on Postgres."""
+        return ""
 
     def _postgres_form(self, dialect: Dialect) -> tuple[str, tuple[Processor, ...]]:
         if self._postgres is None:
@@ -214,22 +219,54 @@ class InsertNew:
             arrays = ", ".join(f"${i}::{c.type.compile(dialect=dialect)}[]" for i, c in enumerate(columns, 1))
             sql = (
                 f"INSERT INTO {prep.format_table(self.table)} ({', '.join(prep.format_column(c) for c in columns)}) "
-                f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING "
-                f"RETURNING {prep.format_column(self.table.c[self.key])}"
+                f"SELECT * FROM unnest({arrays}){self._postgres_suffix(prep)}"
             )
             binds = tuple(bind_processor(c.type, dialect) for c in columns)
             self._postgres = (sql, binds)
         return self._postgres
 
-    async def run(self, drv: Driver, rows: Sequence[Mapping[str, Any]]) -> set[Any]:
+    def _arrays(self, drv: Driver, rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[list[Any]]]:
+        sql, binds = self._postgres_form(drv.dialect)
+        return sql, [
+            [p(r[k]) for r in rows] if p else [r[k] for r in rows] for k, p in zip(self.keys, binds, strict=True)
+        ]
+
+    async def run(self, drv: Driver, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        if drv.is_postgres:
+            sql, arrays = self._arrays(drv, rows)
+            await drv.connection.execute(sql, *arrays)
+            return
+        c = self._sqlite.compiled(drv.dialect)
+        drv.connection.executemany(c.sql, [c.args(r) for r in rows])
+
+
+class InsertNew(InsertMany):
+    """Insert-or-ignore of many rows that says which were new, by their ``key`` column.
+
+    SQLite runs one ``INSERT OR IGNORE`` per row (microseconds each on the
+    loop's thread) and reads each one's row count. Postgres adds ``ON CONFLICT
+    DO NOTHING RETURNING key`` to :class:`InsertMany`'s statement, exact even
+    while another transaction inserts the same keys.
+    """
+
+    def __init__(self, table: Table, keys: Sequence[str], key: str) -> None:
+        self.key = key
+        super().__init__(table, keys)
+
+    def _sqlite_statement(self) -> Executable:
+        return sqlite.insert(self.table).on_conflict_do_nothing()
+
+    def _postgres_suffix(self, prep: Any) -> str:
+        return f" ON CONFLICT DO NOTHING RETURNING {prep.format_column(self.table.c[self.key])}"
+
+    async def run(self, drv: Driver, rows: Sequence[Mapping[str, Any]]) -> set[Any]:  # type: ignore[override]
         """Insert ``rows``; the keys of those that were new."""
         if not rows:
             return set()
         if drv.is_postgres:
-            sql, binds = self._postgres_form(drv.dialect)
-            arrays = [
-                [p(r[k]) for r in rows] if p else [r[k] for r in rows] for k, p in zip(self.keys, binds, strict=True)
-            ]
+            sql, arrays = self._arrays(drv, rows)
             return {r[0] for r in await drv.connection.fetch(sql, *arrays)}
         c = self._sqlite.compiled(drv.dialect)
         run = drv.connection.execute

@@ -24,7 +24,7 @@ from weir.errors import InvalidArgument, NotFound
 from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
-from weir_kit.prepared import Keyed, Prepared, driver
+from weir_kit.prepared import InsertMany, Keyed, Prepared, driver
 from weir_kit.runtime import ServiceContext
 from weir_orchestration import events
 from weir_orchestration.cache_keys import lock_cache_keys
@@ -420,7 +420,7 @@ def _track_cache_key(
         hits[key] = (run.ref.id, written)
 
 
-INSERT_STATES = Prepared(run_states.insert())
+INSERT_STATES = InsertMany(run_states)
 OUTBOX_KEYS = ("id", "subject", "data", "created")
 RUN_TIME_COLUMNS = ("run_count", "expected_start_time", "start_time", "end_time", "total_run_time")
 
@@ -495,7 +495,7 @@ async def write(
         raise RuntimeError(f"{kind.value} run {changed[0].ref.id} changed under its row lock")
     if optimistic:
         raise StateRaced("an optimistic proposal writes one state")  # not expected: decide again, locked
-    await drv.executemany(INSERT_STATES, batch.history)
+    await INSERT_STATES.run(drv, batch.history)
     await drv.executemany(_UPDATE_RUN[kind], [_run_values(kind, r, now) for r in changed])
     await svc.outbox.add_bundle(session, batch.events)
     return True

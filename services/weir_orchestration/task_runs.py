@@ -161,7 +161,7 @@ async def insert_task_runs(
             cancel_requested=parent.state_type in ("CANCELLING", "CANCELLED"),
             read_state_id=state.id if state is not None else None,
         )
-    await drv.executemany(states.INSERT_STATES, history)
+    await states.INSERT_STATES.run(drv, history)
     await svc.outbox.add_bundle(session, created + changed)
     return out
 
