@@ -30,3 +30,16 @@ def free_text(value: str) -> str:
     its whole transaction (a SyncRuns batch). Exception messages and printed output do carry
     NULs. Both backends store the same text."""
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def short_text(value: str, field: str, limit: int = 255) -> str:
+    """A name or key as given, refused with InvalidArgument naming ``field`` when it is longer
+    than its column (``limit`` characters) or holds a NUL. Postgres refuses both, and a refused
+    row failed its whole transaction with INTERNAL; SQLite stored them. Refused up front, both
+    backends answer the same, and a SyncRuns client gets an error it stops on instead of one it
+    resends."""
+    if len(value) > limit:
+        raise InvalidArgument(f"{field} is longer than {limit} characters", field=field)
+    if "\x00" in value:
+        raise InvalidArgument(f"{field} holds a NUL character", field=field)
+    return value

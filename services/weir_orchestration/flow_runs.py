@@ -16,6 +16,7 @@ from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
 from weir_kit.db import UtcDateTime
 from weir_kit.runtime import ServiceContext
+from weir_kit.values import short_text
 from weir_orchestration import events, states
 from weir_orchestration.filters import after_key, flow_run_filter, next_token
 from weir_orchestration.flows import check_name, ensure_flow
@@ -77,13 +78,13 @@ async def create_flow_run(svc: ServiceContext, req: pb.CreateFlowRunRequest) -> 
         state_from_pb(req.state, now, "state") if req.HasField("state") else State(PENDING, default_name(PENDING), now)
     )
     values = {
-        "name": req.name or generate_name(),
+        "name": short_text(req.name, "name") or generate_name(),
         "parameters": plain(req.parameters),
         "context": plain(req.context),
         "tags": list(req.tags),
         "parent_task_run_id": parse_id(req.parent_task_run_id, "parent_task_run_id", required=False) or None,
         "deployment_id": parse_id(req.deployment_id, "deployment_id", required=False) or None,
-        "idempotency_key": req.idempotency_key or None,
+        "idempotency_key": short_text(req.idempotency_key, "idempotency_key") or None,
         "retries": policy_from_pb(req.policy, "policy").retries,
         "retry_delay_seconds": list(req.policy.retry_delay_seconds),
         "run_count": 0,

@@ -13,7 +13,7 @@ from weir._proto import dict_to_struct, struct_to_dict, timestamp_to_datetime, t
 from weir.errors import InvalidArgument
 from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
-from weir_kit.values import free_text, parse_id
+from weir_kit.values import free_text, parse_id, short_text
 from weir_orchestration.policy import ALL_TYPES, NO_DETAILS, RunPolicy, State, StateDetails, default_name, type_name
 
 _DETAIL_TIMES = ("scheduled_time", "cache_expiration", "pause_timeout")
@@ -114,13 +114,15 @@ def state_from_pb(msg: common_pb2.State, now: datetime, field: str) -> State:
     state_type = parse_state_type(msg.type, f"{field}.type")
     state_id = parse_id(msg.id, f"{field}.id", required=False) or new_id()
     when = timestamp_to_datetime(msg.timestamp) if msg.HasField("timestamp") else None
+    details = details_from_pb(msg.details)
+    short_text(details.cache_key, f"{field}.details.cache_key")
     return State(
         id=state_id,
         type=state_type,
-        name=msg.name or default_name(state_type),
+        name=short_text(msg.name, f"{field}.name", 64) or default_name(state_type),
         timestamp=when or now,
         message=free_text(msg.message),
-        details=details_from_pb(msg.details),
+        details=details,
         data=value_to_python(msg.data) if msg.HasField("data") else None,
     )
 

@@ -26,6 +26,7 @@ from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
 from weir_kit.prepared import InsertMany, Keyed, Prepared, driver
 from weir_kit.runtime import ServiceContext
+from weir_kit.values import short_text
 from weir_orchestration import events
 from weir_orchestration.cache_keys import lock_cache_keys
 from weir_orchestration.filters import after_key, next_token
@@ -114,7 +115,7 @@ def parse_proposal(run_id: str, msg: pb.StateProposal, now: datetime, field: str
         run_id=run_id,
         state=state_from_pb(msg.state, now, f"{field}.state"),
         force=msg.force,
-        idempotency_key=msg.idempotency_key,
+        idempotency_key=short_text(msg.idempotency_key, f"{field}.idempotency_key"),
         expected_state_id=parse_id(msg.expected_state_id, f"{field}.expected_state_id", required=False),
         fencing_token=msg.fencing_token,
         client_state_id=bool(msg.state.id),

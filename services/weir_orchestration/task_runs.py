@@ -18,6 +18,7 @@ from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
 from weir_kit.prepared import InsertNew, driver
 from weir_kit.runtime import ServiceContext
+from weir_kit.values import short_text
 from weir_orchestration import events, states
 from weir_orchestration.filters import after_key, next_token, task_run_filter
 from weir_orchestration.models import flow_runs, flows, task_runs
@@ -36,7 +37,7 @@ from weir_orchestration.sql import purge_task_run
 
 def task_run_values(req: pb.CreateTaskRunRequest, now: datetime, field: str = "") -> tuple[dict[str, Any], State]:
     """The row and the first state of a task run to create (validated)."""
-    task_key = req.task_key or req.name
+    task_key = short_text(req.task_key, f"{field}task_key") or short_text(req.name, f"{field}name")
     if not task_key:
         raise InvalidArgument(f"{field}task_key is required", field=f"{field}task_key")
     policy = policy_from_pb(req.policy, f"{field}policy")
@@ -47,10 +48,10 @@ def task_run_values(req: pb.CreateTaskRunRequest, now: datetime, field: str = ""
     row = {
         "id": parse_id(req.id, f"{field}id", required=False) or new_id(),
         "flow_run_id": parse_id(req.flow_run_id, f"{field}flow_run_id"),
-        "name": req.name or task_key,
+        "name": short_text(req.name, f"{field}name") or task_key,
         "task_key": task_key,
-        "dynamic_key": req.dynamic_key,
-        "cache_key": req.cache_key or None,
+        "dynamic_key": short_text(req.dynamic_key, f"{field}dynamic_key"),
+        "cache_key": short_text(req.cache_key, f"{field}cache_key") or None,
         "cache_expiration": None,
         "tags": list(req.tags),
         "task_inputs": plain(req.task_inputs),

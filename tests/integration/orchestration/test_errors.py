@@ -102,3 +102,23 @@ async def test_negative_retries_rejected(orch):
         INVALID,
         "policy.retries",
     )
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.CreateFlowRunRequest(flow_name="f", name="n" * 256), "name"),
+        (pb.CreateFlowRunRequest(flow_name="f", name="a\x00b"), "name"),
+        (pb.CreateFlowRunRequest(flow_name="f", idempotency_key="k" * 256), "idempotency_key"),
+        (
+            pb.CreateFlowRunRequest(flow_name="f", state=common_pb2.State(type=common_pb2.PENDING, name="s" * 65)),
+            "state.name",
+        ),
+    ],
+)
+async def test_names_and_keys_longer_than_their_column_or_holding_nul_are_refused(orch, request_, field):
+    # Postgres refused these rows (INTERNAL) and SQLite stored them: now both answer INVALID_ARGUMENT.
+    err = await expect_error(orch.stub.CreateFlowRun(request_), INVALID, field)
+    assert await field_of(err) == field
+    listed = await orch.stub.ListFlowRuns(pb.ListFlowRunsRequest(filter=pb.FlowRunFilter(flow_names=["f"])))
+    assert not listed.flow_runs  # nothing was written

@@ -284,3 +284,34 @@ async def test_a_first_state_whose_id_another_run_holds_is_not_written(orch):
     others = await orch.stub.ListStates(pb.ListStatesRequest(task_run_id=third))
     assert [s.type for s in others.states] == [common_pb2.PENDING]
     assert not (await orch.stub.ListStates(pb.ListStatesRequest(task_run_id=second))).states
+
+
+async def test_a_name_or_key_the_database_cannot_hold_ends_the_stream_with_invalid_argument(orch):
+    # Postgres refused a 300-character task name or a 65-character state name, and the batch failed
+    # with INTERNAL, which the SDK resends forever. Both backends now refuse it up front.
+    run = await new_flow_run(orch.stub)
+    cases = [
+        (pb.CreateTaskRunRequest(flow_run_id=run.id, task_key="k", name="n" * 300), "create_task_runs[0].name"),
+        (pb.CreateTaskRunRequest(flow_run_id=run.id, task_key="k\x00"), "create_task_runs[0].task_key"),
+        (
+            pb.CreateTaskRunRequest(flow_run_id=run.id, task_key="k", dynamic_key="d" * 256),
+            "create_task_runs[0].dynamic_key",
+        ),
+        (
+            pb.CreateTaskRunRequest(
+                flow_run_id=run.id, task_key="k", state=common_pb2.State(type=common_pb2.PENDING, name="s" * 65)
+            ),
+            "create_task_runs[0].state.name",
+        ),
+    ]
+    for create, field in cases:
+        call = orch.stub.SyncRuns()
+        await call.write(pb.SyncRunsRequest(seq=1, create_task_runs=[create]))
+        try:
+            await call.read()
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+            assert field in (err.details() or ""), (field, err.details())
+        else:
+            raise AssertionError(f"expected INVALID_ARGUMENT for {field}")
+    assert await orch.count("task_runs") == 0
