@@ -208,6 +208,7 @@ async def load_runs(session: AsyncSession, kind: RunKind, ids: Sequence[str], *,
 
 
 _STATE_IDS = Keyed(lambda listed: select(run_states.c.id).where(listed), run_states.c.id)
+_STATE_ROWS = Keyed(lambda listed: select(run_states).where(listed), run_states.c.id)
 
 
 async def existing_state_ids(session: AsyncSession, ids: Sequence[str]) -> set[str]:
@@ -229,8 +230,8 @@ async def _earlier_answers(
     keyed = [(p.run_id, p.idempotency_key) for p in proposals if p.idempotency_key]
     by_id: dict[str, tuple[str, State]] = {}
     by_key: dict[tuple[str, str], State] = {}
-    for chunk in _chunks(state_ids, 5000):
-        rows = (await session.execute(select(run_states).where(run_states.c.id.in_(chunk)))).all()
+    if state_ids:
+        rows = await _STATE_ROWS.fetch(await driver(session), state_ids)
         by_id.update({r.id: (r.run_id, state_from_history_row(r)) for r in rows})
     if keyed:
         query = select(run_states).where(
@@ -273,10 +274,6 @@ async def _cache_lookup(
         if state is not None:
             hits[row.cache_key] = (row.id, state)
     return hits, holders
-
-
-def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 # ------------------------------------------------------------------ deciding
