@@ -5,8 +5,9 @@ transaction as the change."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from google.protobuf.struct_pb2 import Struct
 
@@ -17,6 +18,25 @@ from weir.v1 import common_pb2
 RESOURCE_ID = "weir.resource.id"
 RESOURCE_NAME = "weir.resource.name"
 RESOURCE_ROLE = "weir.resource.role"
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """An event already serialized (see ``weir_kit.wire``): what the outbox stores of it.
+
+    The outbox takes these and ``Event`` messages alike.
+    """
+
+    id: str
+    event: str
+    data: bytes
+
+    def to_pb(self) -> common_pb2.Event:
+        return common_pb2.Event.FromString(self.data)
+
+
+#: What the outbox takes.
+OutgoingEvent: TypeAlias = common_pb2.Event | Packed
 
 
 def resource(resource_id: str, *, name: str | None = None, role: str | None = None, **labels: str) -> dict[str, str]:
