@@ -193,17 +193,23 @@ class Keyed:
 class InsertMany:
     """Many rows of ``table`` in one statement.
 
-    Postgres takes the batch as one array per column, ``INSERT ... SELECT * FROM
+    Postgres takes the batch as one array per column, ``INSERT ... SELECT ... FROM
     unnest(...)``: one round trip and one plan for any batch size, where asyncpg's
     ``executemany`` encodes and sends a bind and an execute per row (~2x the Python
-    for a SyncRuns batch of states). SQLite runs ``executemany`` on the loop's thread.
+    for a SyncRuns batch of states). A column that holds one value in every row of
+    the batch (the flow run, the creation time, the first state's type, the many
+    empty JSON lists of a SyncRuns batch) is bound once, as a scalar, instead of as
+    an array of equal values that asyncpg encodes and the server unnests value by
+    value: a statement per pattern of such columns, which a service meets only a
+    few of. SQLite runs ``executemany`` on the loop's thread.
     """
 
     def __init__(self, table: Table, keys: Sequence[str] | None = None) -> None:
         self.table = table
         self.keys = list(keys) if keys is not None else [c.name for c in table.c]
         self._sqlite = Prepared(self._sqlite_statement(), keys=self.keys)
-        self._postgres: tuple[str, tuple[Processor, ...]] | None = None
+        self._binds: tuple[Processor, ...] | None = None
+        self._postgres: dict[tuple[bool, ...], str] = {}  # SQL by which columns are bound once
 
     def _sqlite_statement(self) -> Executable:
         return sqlite.insert(self.table)
@@ -212,31 +218,51 @@ class InsertMany:
         """What follows the SELECT on Postgres."""
         return ""
 
-    def _postgres_form(self, dialect: Dialect) -> tuple[str, tuple[Processor, ...]]:
-        if self._postgres is None:
+    def _postgres_sql(self, dialect: Dialect, scalar: tuple[bool, ...]) -> str:
+        sql = self._postgres.get(scalar)
+        if sql is None:
             columns = [self.table.c[k] for k in self.keys]
             prep = dialect.identifier_preparer
-            arrays = ", ".join(f"${i}::{c.type.compile(dialect=dialect)}[]" for i, c in enumerate(columns, 1))
-            sql = (
+            picks, arrays, names = [], [], []
+            for i, (c, once) in enumerate(zip(columns, scalar, strict=True), 1):
+                cast = c.type.compile(dialect=dialect)
+                if once:
+                    picks.append(f"${i}::{cast}")
+                else:
+                    picks.append(f"u.c{i}")
+                    arrays.append(f"${i}::{cast}[]")
+                    names.append(f"c{i}")
+            sql = self._postgres[scalar] = (
                 f"INSERT INTO {prep.format_table(self.table)} ({', '.join(prep.format_column(c) for c in columns)}) "
-                f"SELECT * FROM unnest({arrays}){self._postgres_suffix(prep)}"
+                f"SELECT {', '.join(picks)} FROM unnest({', '.join(arrays)}) AS u({', '.join(names)})"
+                f"{self._postgres_suffix(prep)}"
             )
-            binds = tuple(bind_processor(c.type, dialect) for c in columns)
-            self._postgres = (sql, binds)
-        return self._postgres
+        return sql
 
-    def _arrays(self, drv: Driver, rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[list[Any]]]:
-        sql, binds = self._postgres_form(drv.dialect)
-        return sql, [
-            [p(r[k]) for r in rows] if p else [r[k] for r in rows] for k, p in zip(self.keys, binds, strict=True)
-        ]
+    def _postgres_call(self, drv: Driver, rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[Any]]:
+        """The statement for ``rows`` and its arguments: a value or an array per column."""
+        if self._binds is None:
+            self._binds = tuple(bind_processor(self.table.c[k].type, drv.dialect) for k in self.keys)
+        size, args, scalar = len(rows), [], []
+        for k, p in zip(self.keys, self._binds, strict=True):
+            values = [p(r[k]) for r in rows] if p else [r[k] for r in rows]
+            # Compared as bound (JSON as its text), so equal means stored the same. The last
+            # value first: most columns that vary differ there, and count() reads them all.
+            first = values[0]
+            once = size > 1 and values[-1] == first and values.count(first) == size
+            args.append(first if once else values)
+            scalar.append(once)
+        if all(scalar):  # unnest needs an array: rows that are all alike keep theirs
+            scalar = [False] * len(scalar)
+            args = [[v] * size for v in args]
+        return self._postgres_sql(drv.dialect, tuple(scalar)), args
 
     async def run(self, drv: Driver, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
         if drv.is_postgres:
-            sql, arrays = self._arrays(drv, rows)
-            await drv.connection.execute(sql, *arrays)
+            sql, args = self._postgres_call(drv, rows)
+            await drv.connection.execute(sql, *args)
             return
         c = self._sqlite.compiled(drv.dialect)
         drv.connection.executemany(c.sql, [c.args(r) for r in rows])
@@ -266,8 +292,8 @@ class InsertNew(InsertMany):
         if not rows:
             return set()
         if drv.is_postgres:
-            sql, arrays = self._arrays(drv, rows)
-            return {r[0] for r in await drv.connection.fetch(sql, *arrays)}
+            sql, args = self._postgres_call(drv, rows)
+            return {r[0] for r in await drv.connection.fetch(sql, *args)}
         c = self._sqlite.compiled(drv.dialect)
         run = drv.connection.execute
         return {r[self.key] for r in rows if run(c.sql, c.args(r)).rowcount > 0}

@@ -5,6 +5,7 @@ values exactly as SQLAlchemy would, on both backends."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy.dialects import sqlite
 
 from tests.fixtures.backends import BACKENDS, POSTGRES_URL, require_backend, unique_schema_prefix
 from weir_kit.db import Database, UtcDateTime, sqlite_utc_text
-from weir_kit.prepared import Prepared, driver
+from weir_kit.prepared import InsertMany, InsertNew, Prepared, driver
 from weir_kit.settings import KitSettings
 
 metadata = MetaData()
@@ -115,6 +116,55 @@ async def test_values_read_back_as_sqlalchemy_stores_them(db: Database) -> None:
         empty = (await session.execute(select(things).where(things.c.id == "y"))).one()
     assert stored._asdict() == row
     assert empty.at is None and empty.doc is None and empty.score is None
+
+
+AT = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        # Some columns alike in every row (bound once on Postgres), others not.
+        [{"id": f"r{i}", "at": AT, "doc": [], "score": float(i)} for i in range(5)],
+        # Equal in Python, stored differently: JSON keeps true apart from 1.
+        [{"id": "a", "at": AT, "doc": [1], "score": 1.0}, {"id": "b", "at": AT, "doc": [True], "score": 1.0}],
+        # One instant in two zones is one value; nulls alike are one value.
+        [
+            {"id": "a", "at": AT, "doc": None, "score": None},
+            {"id": "b", "at": AT.astimezone(timezone(timedelta(hours=2))), "doc": None, "score": None},
+        ],
+        # Every column alike but the key, and a batch of one.
+        [
+            {"id": "a", "at": None, "doc": {"k": 1}, "score": 2.0},
+            {"id": "b", "at": None, "doc": {"k": 1}, "score": 2.0},
+        ],
+        [{"id": "solo", "at": AT, "doc": {"k": [1]}, "score": 0.5}],
+    ],
+)
+async def test_insert_many_stores_every_row_as_given(db: Database, rows: list[dict[str, Any]]) -> None:
+    async with db.transaction() as session:
+        await InsertMany(things).run(await driver(session), rows)
+    async with db.read() as session:
+        stored = {r.id: r._asdict() for r in (await session.execute(select(things))).all()}
+    assert _exact(stored) == _exact({r["id"]: r for r in rows})
+
+
+def _exact(rows: dict[str, Any]) -> str:
+    """Rows as JSON text: unlike ==, tells true from 1 (and an instant is its timestamp)."""
+    return json.dumps(rows, sort_keys=True, default=lambda value: value.timestamp())
+
+
+async def test_insert_new_answers_which_keys_were_new(db: Database) -> None:
+    insert_new = InsertNew(things, [c.name for c in things.c], key="id")
+    first = [{"id": f"r{i}", "at": AT, "doc": [], "score": 1.0} for i in range(3)]
+    async with db.transaction() as session:
+        assert await insert_new.run(await driver(session), first) == {"r0", "r1", "r2"}
+    again = [{**r, "score": 9.0} for r in first[1:]] + [{"id": "r3", "at": AT, "doc": [], "score": 9.0}]
+    async with db.transaction() as session:
+        assert await insert_new.run(await driver(session), again) == {"r3"}
+    async with db.read() as session:
+        scores = dict((await session.execute(select(things.c.id, things.c.score))).all())
+    assert scores == {"r0": 1.0, "r1": 1.0, "r2": 1.0, "r3": 9.0}  # the old rows were left alone
 
 
 @pytest.mark.parametrize(
