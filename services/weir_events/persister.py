@@ -21,9 +21,7 @@ from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from sqlalchemy import Table, delete, select
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from weir.v1 import common_pb2
@@ -34,72 +32,14 @@ from weir_kit.clock import Clock
 from weir_kit.db import Database
 from weir_kit.jetstream import Nats, ensure_stream, fetch_batch
 from weir_kit.loops import Deferral, cancel_and_wait
-from weir_kit.prepared import Driver, Prepared, Processor, bind_processor, driver
+from weir_kit.prepared import InsertIgnore, driver
 
 log = logging.getLogger("weir.events.persister")
 
 
-class _InsertIgnore:
-    """Insert-or-ignore of a batch on the primary key, straight on the write transaction's driver
-    connection (see ``weir_kit.prepared``): SQLAlchemy's executemany spent more Python per row
-    than all the rest of the persister. The batch is bound column by column: SQLite runs one
-    executemany of the prepared statement; Postgres takes one array per column, ``INSERT ...
-    SELECT * FROM unnest(...) ON CONFLICT DO NOTHING`` (``InsertNew``'s form without its
-    RETURNING): one round trip and one plan for any batch size."""
-
-    def __init__(self, table: Table) -> None:
-        self.table = table
-        self._conflict = [c.key for c in table.primary_key]
-        self._sqlite = Prepared(sqlite.insert(table).on_conflict_do_nothing(index_elements=self._conflict))
-        self._postgres: tuple[str, tuple[str, ...], tuple[Processor, ...]] | None = None
-
-    def _form(self, dialect: Dialect) -> tuple[str, tuple[str, ...], tuple[Processor, ...]]:
-        """The SQL, the row keys it binds in order, and their bind processors."""
-        if dialect.name != "postgresql":
-            c = self._sqlite.compiled(dialect)
-            return c.sql, c.names, c.binds
-        if self._postgres is None:
-            columns = list(self.table.c)
-            prep = dialect.identifier_preparer
-            arrays = ", ".join(f"${i}::{c.type.compile(dialect=dialect)}[]" for i, c in enumerate(columns, 1))
-            sql = (
-                f"INSERT INTO {prep.format_table(self.table)} ({', '.join(prep.format_column(c) for c in columns)}) "
-                f"SELECT * FROM unnest({arrays}) ON CONFLICT ({', '.join(map(prep.quote, self._conflict))}) DO NOTHING"
-            )
-            binds = tuple(bind_processor(c.type, dialect) for c in columns)
-            self._postgres = (sql, tuple(c.key for c in columns), binds)
-        return self._postgres
-
-    async def run(self, drv: Driver, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
-            return
-        sql, keys, binds = self._form(drv.dialect)
-        columns = [_bound([r[k] for r in rows], p) for k, p in zip(keys, binds, strict=True)]
-        if drv.is_postgres:
-            await drv.connection.execute(sql, *columns)
-        else:
-            drv.connection.executemany(sql, zip(*columns, strict=True))
-
-
-_NOTHING: Any = object()
-
-
-def _bound(values: list[Any], process: Processor) -> list[Any]:
-    """``values`` through their column's bind processor, once per run of the same object: an
-    event's resource rows share its ``occurred``, and every row of a batch its ``received``."""
-    if process is None:
-        return values
-    out = []
-    last = processed = _NOTHING
-    for value in values:
-        if value is not last:
-            last, processed = value, process(value)
-        out.append(processed)
-    return out
-
-
-_INSERT_EVENTS = _InsertIgnore(events)
-_INSERT_RESOURCES = _InsertIgnore(event_resources)
+# SQLAlchemy's executemany spent more Python per row than all the rest of the persister.
+_INSERT_EVENTS = InsertIgnore(events)
+_INSERT_RESOURCES = InsertIgnore(event_resources)
 
 
 async def store_events(session: AsyncSession, db: Database, batch: Sequence[common_pb2.Event], clock: Clock) -> None:

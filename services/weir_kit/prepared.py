@@ -268,24 +268,31 @@ class InsertMany:
         drv.connection.executemany(c.sql, [c.args(r) for r in rows])
 
 
-class InsertNew(InsertMany):
+class InsertIgnore(InsertMany):
+    """:class:`InsertMany` that skips rows whose key is taken (``ON CONFLICT DO NOTHING``)."""
+
+    def _sqlite_statement(self) -> Executable:
+        return sqlite.insert(self.table).on_conflict_do_nothing()
+
+    def _postgres_suffix(self, prep: Any) -> str:
+        return " ON CONFLICT DO NOTHING"
+
+
+class InsertNew(InsertIgnore):
     """Insert-or-ignore of many rows that says which were new, by their ``key`` column.
 
     SQLite runs one ``INSERT OR IGNORE`` per row (microseconds each on the
-    loop's thread) and reads each one's row count. Postgres adds ``ON CONFLICT
-    DO NOTHING RETURNING key`` to :class:`InsertMany`'s statement, exact even
-    while another transaction inserts the same keys.
+    loop's thread) and reads each one's row count. Postgres adds ``RETURNING
+    key`` to :class:`InsertIgnore`'s statement, exact even while another
+    transaction inserts the same keys.
     """
 
     def __init__(self, table: Table, keys: Sequence[str], key: str) -> None:
         self.key = key
         super().__init__(table, keys)
 
-    def _sqlite_statement(self) -> Executable:
-        return sqlite.insert(self.table).on_conflict_do_nothing()
-
     def _postgres_suffix(self, prep: Any) -> str:
-        return f" ON CONFLICT DO NOTHING RETURNING {prep.format_column(self.table.c[self.key])}"
+        return f"{super()._postgres_suffix(prep)} RETURNING {prep.format_column(self.table.c[self.key])}"
 
     async def run(self, drv: Driver, rows: Sequence[Mapping[str, Any]]) -> set[Any]:  # type: ignore[override]
         """Insert ``rows``; the keys of those that were new."""
