@@ -89,7 +89,7 @@ class Tracker(BackgroundLoop):
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         js = self.svc.nats.js
         kit = self.svc.settings
-        await ensure_stream(js, kit)
+        await ensure_stream(js, kit, atomic=self.svc.nats.atomic)
         name = self.settings.tracker_consumer
         config = ConsumerConfig(
             name=name,

@@ -139,7 +139,7 @@ class Persister:
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         js = self.nats.js
         kit = self.nats.settings
-        await ensure_stream(js, kit)
+        await ensure_stream(js, kit, atomic=self.nats.atomic)
         config = self.consumer_config()
         # Creating an identical durable is a no-op, so every replica may do it.
         await js.add_consumer(kit.events_stream, config)

@@ -13,6 +13,7 @@ import asyncio
 import atexit
 import functools
 import itertools
+import json
 import logging
 import os
 import shutil
@@ -139,7 +140,13 @@ async def connect(url: str, *, name: str = "weir") -> NatsClient:
     )
 
 
-def stream_config(settings: KitSettings) -> StreamConfig:
+#: The first nats-server release with atomic batch publish (ADR-50).
+ATOMIC_SINCE = (2, 12)
+#: Messages an atomic batch may hold (the server's default ``max_msgs``).
+ATOMIC_MAX = 1000
+
+
+def stream_config(settings: KitSettings, *, atomic: bool = False) -> StreamConfig:
     return StreamConfig(
         name=settings.events_stream,
         subjects=[f"{settings.events_subject_prefix}.>"],
@@ -148,21 +155,33 @@ def stream_config(settings: KitSettings) -> StreamConfig:
         discard=DiscardPolicy.OLD,
         max_age=settings.events_max_age_seconds,
         duplicate_window=settings.events_duplicate_window_seconds,
+        # Left out (None) for an older server, which does not know the field.
+        allow_atomic=True if atomic else None,
     )
 
 
-async def ensure_stream(js: JetStreamContext, settings: KitSettings) -> None:
-    """Create or update the events stream (safe to call from every replica)."""
-    config = stream_config(settings)
+def supports_atomic(client: NatsClient) -> bool:
+    """Whether the connected server takes atomic batch publishes."""
+    version = client.connected_server_version
+    return (version.major, version.minor) >= ATOMIC_SINCE
+
+
+async def ensure_stream(js: JetStreamContext, settings: KitSettings, *, atomic: bool = False) -> bool:
+    """Create or update the events stream (safe to call from every replica); whether it now
+    takes atomic batch publishes. ``atomic`` asks for them; a stream that has them keeps them
+    either way (a consumer's process does not turn off its publishers' batches)."""
+    config = stream_config(settings, atomic=atomic)
     try:
-        await js.stream_info(config.name or "")
+        info = await js.stream_info(config.name or "")
     except NotFoundError:
         try:
-            await js.add_stream(config)
-            return
+            return bool((await js.add_stream(config)).config.allow_atomic)
         except Exception as exc:  # another replica won the race
             log.debug("add_stream: %s", exc)
-    await js.update_stream(config)
+            info = await js.stream_info(config.name or "")
+    if info.config.allow_atomic:
+        config.allow_atomic = True
+    return bool((await js.update_stream(config)).config.allow_atomic)
 
 
 def event_subject(settings: KitSettings, event_name: str) -> str:
@@ -184,6 +203,21 @@ class _PendingAcks:
     left: int
     done: asyncio.Future[None]
     errors: list[Any] = field(default_factory=list)
+    #: The commit of an atomic batch: its PubAck's body (it says how many were stored).
+    commit: bytes | None = None
+
+
+#: JetStream's error code for an atomic batch holding a message id the stream has seen.
+_DUPLICATE_IN_BATCH = 10201
+
+
+class _NotCommitted(Exception):
+    """An atomic batch the stream did not store as one: its messages go again one by one.
+    ``lasting``: the stream will refuse every batch (it does not take them), not just this one."""
+
+    def __init__(self, message: str, *, lasting: bool) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 class Nats:
@@ -197,48 +231,115 @@ class Nats:
         self._ack_sub: Any = None
         self._batches: dict[int, _PendingAcks] = {}
         self._batch_ids = itertools.count()
+        #: Whether the events stream takes atomic batch publishes (set by ``open``).
+        self.atomic = False
 
     @classmethod
     async def open(cls, url: str, settings: KitSettings, *, name: str = "weir") -> Nats:
         client = await connect(url, name=name)
         self = cls(client, settings)
-        await ensure_stream(self.js, settings)
+        self.atomic = await ensure_stream(self.js, settings, atomic=supports_atomic(client))
         return self
 
     async def publish_batch(self, messages: Sequence[tuple[str, bytes, str]], ack_wait: float = 5.0) -> None:
         """Publish ``(subject, data, message id)`` to JetStream; return once the stream
-        acknowledged every one, raise ConnectionError otherwise.
+        stored every one (or had it already: ``Nats-Msg-Id`` deduplicates), raise
+        ConnectionError otherwise.
 
-        What ``js.publish`` does per message (``Nats-Msg-Id`` header, wait for the
-        PubAck), but one reply subscription serves the connection: a request per
-        message costs a task, a future and a timer, and the outbox relay of a
-        busy service publishes thousands of events a second.
+        On a server that has them (nats-server 2.12+), messages go as atomic batches
+        of up to ``ATOMIC_MAX``: one PubAck per batch, which says how many the stream
+        stored, instead of one per message (each PubAck costs the loop about as much
+        as its publish). A batch holding an id the stream has seen (the relay
+        publishes again what a replica that died had sent) is refused whole, and
+        its messages then go one by one, each answered, as on an older server.
         """
         if not messages:
             return
         if self._ack_sub is None:
             self._ack_prefix = self.client.new_inbox()
             self._ack_sub = await self.client.subscribe(f"{self._ack_prefix}.*.*", cb=self._on_ack)
-        batch = next(self._batch_ids)
-        pending = self._batches[batch] = _PendingAcks(len(messages), asyncio.get_running_loop().create_future())
+        for start in range(0, len(messages), ATOMIC_MAX):
+            if not self.atomic:
+                await self._publish_each(messages[start:], ack_wait)
+                return
+            chunk = messages[start : start + ATOMIC_MAX]
+            try:
+                await self._publish_atomic(chunk, ack_wait)
+            except _NotCommitted as exc:
+                if exc.lasting:
+                    log.warning("the events stream refused an atomic batch (%s): publishing one by one from now", exc)
+                    self.atomic = False
+                else:
+                    log.debug("atomic batch of %d not committed (%s): publishing one by one", len(chunk), exc)
+                await self._publish_each(chunk, ack_wait)
+
+    async def _publish_each(self, messages: Sequence[tuple[str, bytes, str]], ack_wait: float) -> None:
+        """Each message with its own reply subject: what ``js.publish`` does, but one reply
+        subscription serves the connection (a request per message costs a task, a future
+        and a timer)."""
+        if not messages:
+            return
+        batch, pending = self._pending(len(messages))
         try:
             for i, (subject, data, msg_id) in enumerate(messages):
                 reply = f"{self._ack_prefix}.{batch}.{i}"
                 await self.client.publish(subject, data, reply=reply, headers={"Nats-Msg-Id": msg_id})
-            await asyncio.wait_for(asyncio.shield(pending.done), ack_wait)
-        except TimeoutError:
-            raise ConnectionError(f"{pending.left} of {len(messages)} events not acknowledged in {ack_wait}s") from None
+            await self._acked(batch, pending, len(messages), ack_wait)
         finally:
             self._batches.pop(batch, None)
+
+    async def _publish_atomic(self, messages: Sequence[tuple[str, bytes, str]], ack_wait: float) -> None:
+        batch, pending = self._pending(1)
+        batch_id, last = f"{self._ack_prefix.rsplit('.', 1)[-1]}-{batch}", len(messages)
+        try:
+            for i, (subject, data, msg_id) in enumerate(messages, 1):
+                headers = {"Nats-Msg-Id": msg_id, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i)}
+                reply = ""
+                if i == last:
+                    headers["Nats-Batch-Commit"] = "1"
+                    reply = f"{self._ack_prefix}.{batch}.c"
+                await self.client.publish(subject, data, reply=reply, headers=headers)
+            await self._acked(batch, pending, 1, ack_wait)
+        except ConnectionError:
+            if pending.commit is None:  # no answer: NATS is away
+                raise
+        finally:
+            self._batches.pop(batch, None)
+        try:
+            answer = json.loads(pending.commit or b"")
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise _NotCommitted(f"the stream answered {pending.commit!r}", lasting=False)
+        error = answer.get("error")
+        if isinstance(error, dict):
+            raise _NotCommitted(str(error.get("description")), lasting=error.get("err_code") != _DUPLICATE_IN_BATCH)
+        # An older server stores each message as it comes and answers the last with a plain
+        # PubAck: no batch, no count. Sent again one by one, those stored are dropped as duplicates.
+        if answer.get("count") != last or "batch" not in answer:
+            raise _NotCommitted(f"the stream answered {pending.commit!r}", lasting=True)
+
+    def _pending(self, acks: int) -> tuple[int, _PendingAcks]:
+        batch = next(self._batch_ids)
+        pending = self._batches[batch] = _PendingAcks(acks, asyncio.get_running_loop().create_future())
+        return batch, pending
+
+    @staticmethod
+    async def _acked(batch: int, pending: _PendingAcks, sent: int, ack_wait: float) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(pending.done), ack_wait)
+        except TimeoutError:
+            raise ConnectionError(f"{pending.left} of {sent} acknowledgements not received in {ack_wait}s") from None
         if pending.errors:
-            failed = f"{len(pending.errors)} of {len(messages)}"
-            raise ConnectionError(f"{failed} events not acknowledged: {pending.errors[0]!r}")
+            raise ConnectionError(f"{len(pending.errors)} of {sent} not acknowledged: {pending.errors[0]!r}")
 
     async def _on_ack(self, msg: Msg) -> None:
-        batch = int(msg.subject.rsplit(".", 2)[1])
-        pending = self._batches.get(batch)
+        _, batch_text, index = msg.subject.rsplit(".", 2)
+        pending = self._batches.get(int(batch_text))
         if pending is None:  # a batch that timed out already
             return
+        if index == "c":
+            pending.commit = msg.data
         if not msg.data or b'"error"' in msg.data:  # a status (no responders) or a JetStream error
             pending.errors.append(msg.data or msg.headers)
         pending.left -= 1
