@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from nats.errors import MaxPayloadError
 
 from weir_kit.jetstream import ATOMIC_MAX, EmbeddedNats, Nats, stream_config
 from weir_kit.settings import KitSettings
@@ -144,3 +145,12 @@ async def test_an_older_server_gets_every_message_once(tmp_path: Path) -> None:
     finally:
         await nats.js.delete_stream(nats.settings.events_stream)
         await nats.close()
+
+
+async def test_an_event_larger_than_the_server_takes_is_refused_and_the_connection_stays(nats: Nats) -> None:
+    huge = [(f"{nats.settings.events_subject_prefix}.e", b"x" * nats.client.max_payload, str(uuid.uuid4()))]
+    with pytest.raises(MaxPayloadError):
+        await nats.publish_batch(_messages(nats, 2) + huge)
+    messages = _messages(nats, 3)
+    await nats.publish_batch(messages)
+    assert await _stored(nats) == [m[2] for m in messages]
