@@ -87,7 +87,7 @@ def _run_event(run: RunRef, name: str, occurred: datetime, state: State | None, 
 
 
 @functools.lru_cache(maxsize=1024)
-def _state_fields(state_type: int, name: str, message: str, scheduled_time: datetime | None) -> bytes:
+def _state_fields(state_type: int, name: str, message: str, scheduled_time: str | None) -> bytes:
     """What a state's payload holds besides its id; many states share it."""
     fields = (
         wire.entry("type", wire.string_value(type_name(state_type)))
@@ -96,14 +96,16 @@ def _state_fields(state_type: int, name: str, message: str, scheduled_time: date
     )
     if scheduled_time is not None:
         # The deployments service follows runs from these events and needs the time a run waits for.
-        fields += wire.entry("scheduled_time", wire.string_value(scheduled_time.isoformat()))
+        fields += wire.entry("scheduled_time", wire.string_value(scheduled_time))
     return fields
 
 
 def _state_value(state: State | None) -> bytes:
     if state is None:
         return wire.NULL_VALUE
-    rest = _state_fields(state.type, state.name, state.message, state.details.scheduled_time)
+    # By its text: equal instants in two zones are one cache key but two texts.
+    when = state.details.scheduled_time
+    rest = _state_fields(state.type, state.name, state.message, None if when is None else when.isoformat())
     return wire.struct_value(wire.entry("id", wire.string_value(state.id)) + rest)
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
@@ -117,3 +117,13 @@ def test_a_null_initial_state_is_a_null_value() -> None:
     assert got.payload.fields["intended"].struct_value.fields["from"].null_value == struct_pb2.NULL_VALUE
     validated = got.payload.fields["validated_state"].struct_value.fields
     assert validated["scheduled_time"].string_value == written.details.scheduled_time.isoformat()  # type: ignore[union-attr]
+
+
+def test_a_scheduled_time_keeps_its_own_zone_when_an_equal_instant_came_first() -> None:
+    run = events.RunRef(RunKind.FLOW, "0b5f6c9e-3d1a-4e8f-9a2b-7c4d5e6f7a8b", "r")
+    at = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    for when in (at, at.astimezone(timezone(timedelta(hours=2)))):  # equal, and equal hashes
+        state = State(SCHEDULED, "Scheduled", at, details=StateDetails(scheduled_time=when))
+        got = events.state_changed(run, None, state, state).to_pb()
+        validated = got.payload.fields["validated_state"].struct_value.fields
+        assert validated["scheduled_time"].string_value == when.isoformat()
