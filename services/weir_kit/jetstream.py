@@ -284,8 +284,6 @@ class Nats:
         """Each message with its own reply subject: what ``js.publish`` does, but one reply
         subscription serves the connection (a request per message costs a task, a future
         and a timer)."""
-        if not messages:
-            return
         batch, pending = self._pending(len(messages))
         try:
             replies = f"{self._ack_prefix}.{batch}."
