@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from weir.errors import InvalidArgument, NotFound
+from weir.errors import Conflict, InvalidArgument, NotFound
 from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
 from weir_kit.db import UtcDateTime
@@ -21,7 +21,7 @@ from weir_orchestration import events, states
 from weir_orchestration.filters import after_key, flow_run_filter, next_token
 from weir_orchestration.flows import check_name, ensure_flow
 from weir_orchestration.models import flow_runs, flows
-from weir_orchestration.policy import PENDING, RunKind, State, default_name
+from weir_orchestration.policy import PENDING, RunKind, RunTimes, State, default_name
 from weir_orchestration.proto import flow_run_to_pb, parse_id, plain, policy_from_pb, state_from_pb
 from weir_orchestration.sql import insert_ignore, purge_flow_runs
 
@@ -68,7 +68,11 @@ async def _find_existing(session: AsyncSession, run_id: str, flow_id: str, key: 
     return None
 
 
-async def create_flow_run(svc: ServiceContext, req: pb.CreateFlowRunRequest) -> pb.CreateFlowRunResponse:
+async def create_flow_run(
+    svc: ServiceContext, req: pb.CreateFlowRunRequest, cache: states.RunCache | None = None
+) -> pb.CreateFlowRunResponse:
+    """Create a flow run with its first state; a resend (same id, or same flow and idempotency
+    key) gets the existing run back. ``cache``: where the new run goes for its first proposals."""
     now = svc.clock()
     run_id = parse_id(req.id, "id", required=False)
     flow_id = parse_id(req.flow_id, "flow_id", required=False)
@@ -77,6 +81,7 @@ async def create_flow_run(svc: ServiceContext, req: pb.CreateFlowRunRequest) -> 
     initial = (
         state_from_pb(req.state, now, "state") if req.HasField("state") else State(PENDING, default_name(PENDING), now)
     )
+    policy = policy_from_pb(req.policy, "policy")
     values = {
         "name": short_text(req.name, "name") or generate_name(),
         "parameters": plain(req.parameters),
@@ -85,35 +90,43 @@ async def create_flow_run(svc: ServiceContext, req: pb.CreateFlowRunRequest) -> 
         "parent_task_run_id": parse_id(req.parent_task_run_id, "parent_task_run_id", required=False) or None,
         "deployment_id": parse_id(req.deployment_id, "deployment_id", required=False) or None,
         "idempotency_key": short_text(req.idempotency_key, "idempotency_key") or None,
-        "retries": policy_from_pb(req.policy, "policy").retries,
+        "retries": policy.retries,
         "retry_delay_seconds": list(req.policy.retry_delay_seconds),
         "run_count": 0,
         "total_run_time": 0.0,
         "created": now,
         "updated": now,
     }
+    decided: dict[str, states.Run] = {}
     async with svc.db.transaction() as session:
         if flow_id:
-            if (await session.execute(select(flows.c.id).where(flows.c.id == flow_id))).first() is None:
+            found = (await session.execute(select(flows.c.name).where(flows.c.id == flow_id))).first()
+            if found is None:
                 raise NotFound(f"flow {flow_id} not found", field="flow_id")
+            flow_name = found.name
         else:
             flow, _ = await ensure_flow(session, svc, check_name(req.flow_name, "flow_name"), [], now)
-            flow_id = flow.id
-        existing = await _find_existing(session, run_id, flow_id, req.idempotency_key)
-        if existing is not None:
-            return pb.CreateFlowRunResponse(flow_run=flow_run_to_pb(existing), created=False)
+            flow_id, flow_name = flow.id, flow.name
+        # Inserted first, looked up only when a unique key (the id, or the flow and idempotency
+        # key) is already taken: a resend, or a concurrent create that won.
         run_id = run_id or str(uuid.uuid4())
         result = await session.execute(insert_ignore(svc.db, flow_runs).values(id=run_id, flow_id=flow_id, **values))
-        if result.rowcount == 0:  # a concurrent create with the same id or key won
+        if result.rowcount == 0:
             existing = await _find_existing(session, run_id, flow_id, req.idempotency_key)
+            if existing is None:  # the id is taken by a run of another flow, and deleted meanwhile
+                raise Conflict(f"flow run {run_id} could not be created: its id was taken", field="id")
             return pb.CreateFlowRunResponse(flow_run=flow_run_to_pb(existing), created=False)
-        row = await fetch(session, run_id)
         ref = events.RunRef(
-            RunKind.FLOW, run_id, row.name, flow_id, row.flow_name, "", row.deployment_id or "", row.tags
+            RunKind.FLOW, run_id, values["name"], flow_id, flow_name, "", values["deployment_id"] or "", values["tags"]
         )
+        # As the row was inserted: no need to read it back before its first state.
+        run = states.Run(ref, None, policy, RunTimes(), keyed={})
         await svc.outbox.add(session, [events.run_changed(ref, "created", now)])
-        await states.apply(session, svc, RunKind.FLOW, [states.Proposal(run_id, initial, force=True)], now)
+        first = states.Proposal(run_id, initial, force=True)
+        await states.apply(session, svc, RunKind.FLOW, [first], now, {run_id: run}, decided=decided)
         row = await fetch(session, run_id)
+    if cache is not None and svc.db.is_postgres:
+        cache.put(decided.values())
     return pb.CreateFlowRunResponse(flow_run=flow_run_to_pb(row), created=True)
 
 

@@ -19,6 +19,8 @@ class OrchestrationServicer(orchestration_pb2_grpc.OrchestrationServiceServicer)
     def __init__(self, svc: ServiceContext, settings: OrchestrationSettings) -> None:
         self.svc = svc
         self.settings = settings
+        #: Flow runs this replica last wrote (Postgres proposals skip reading them).
+        self.runs = states.RunCache()
 
     async def CreateFlow(self, request: pb.CreateFlowRequest, context: Ctx) -> pb.CreateFlowResponse:
         return await flows.create_flow(self.svc, request)
@@ -33,7 +35,7 @@ class OrchestrationServicer(orchestration_pb2_grpc.OrchestrationServiceServicer)
         return await flows.delete_flow(self.svc, request)
 
     async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context: Ctx) -> pb.CreateFlowRunResponse:
-        return await flow_runs.create_flow_run(self.svc, request)
+        return await flow_runs.create_flow_run(self.svc, request, self.runs)
 
     async def GetFlowRun(self, request: pb.GetFlowRunRequest, context: Ctx) -> pb.GetFlowRunResponse:
         return await flow_runs.get_flow_run(self.svc, request)
@@ -45,7 +47,7 @@ class OrchestrationServicer(orchestration_pb2_grpc.OrchestrationServiceServicer)
         return await flow_runs.delete_flow_run(self.svc, request)
 
     async def SetFlowRunState(self, request: pb.SetFlowRunStateRequest, context: Ctx) -> pb.SetFlowRunStateResponse:
-        result = await states.set_state(self.svc, RunKind.FLOW, request.flow_run_id, request.proposal)
+        result = await states.set_state(self.svc, RunKind.FLOW, request.flow_run_id, request.proposal, self.runs)
         return pb.SetFlowRunStateResponse(result=result)
 
     async def HeartbeatFlowRun(self, request: pb.HeartbeatFlowRunRequest, context: Ctx) -> pb.HeartbeatFlowRunResponse:

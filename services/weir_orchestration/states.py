@@ -12,8 +12,9 @@ one outbox insert.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,6 +79,11 @@ class Run:
     dirty: bool = False
     #: The state id the run had when it was read (an optimistic write is conditional on it).
     read_state_id: str | None = None
+    #: The run's states that carry an idempotency key, by key, when this replica has written the
+    #: run's whole history (created it, then every state since); ``None``: unknown, look them up.
+    keyed: dict[str, State] | None = None
+    #: Taken from a :class:`RunCache`, not read: a decision that writes nothing is not proof.
+    cached: bool = False
 
 
 @dataclass
@@ -100,6 +106,51 @@ class Outcome:
 
 class StateRaced(Exception):
     """An optimistic write found the run's state changed since it was read: decide again, locked."""
+
+
+#: Idempotency keys a cached run remembers; a run with more is looked up like any other.
+_MAX_KEYED = 64
+
+
+class RunCache:
+    """Flow runs as this replica last committed them, so that a proposal on Postgres need not
+    read its run first: the write alone, one round trip.
+
+    A hit is a guess, never trusted: the write stays conditional on the run's state id, so a
+    run another replica changed or deleted meanwhile loses the race (:class:`StateRaced`) and
+    is decided again from the database; so is a hit whose decision would write nothing (a
+    rejection, a wait), which no write has checked. State ids are never reused, so a matching
+    state id proves that nothing else wrote the run since. Flow runs only: what the policy sees
+    of a task run also depends on its flow run's state (the cancel flag, RUNNING since), which
+    changes without the task run's state id changing.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._runs: OrderedDict[str, Run] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def get(self, run_id: str) -> Run | None:
+        """A copy the caller may change (``apply`` updates its runs as it decides)."""
+        run = self._runs.get(run_id)
+        return None if run is None else replace(run, cached=True)
+
+    def put(self, runs: Iterable[Run]) -> None:
+        """Remember ``runs`` as committed (call only after the commit)."""
+        for run in runs:
+            if run.ref.kind is not RunKind.FLOW or run.state is None:
+                continue
+            keyed = run.keyed if run.keyed is not None and len(run.keyed) <= _MAX_KEYED else None
+            self._runs[run.ref.id] = replace(run, read_state_id=run.state.id, keyed=keyed, dirty=False, cached=False)
+            self._runs.move_to_end(run.ref.id)
+        while len(self._runs) > self.size:
+            self._runs.popitem(last=False)
+
+    def drop(self, run_ids: Iterable[str]) -> None:
+        for run_id in run_ids:
+            self._runs.pop(run_id, None)
 
 
 @dataclass
@@ -219,17 +270,26 @@ async def existing_state_ids(session: AsyncSession, ids: Sequence[str]) -> set[s
 
 
 async def _earlier_answers(
-    session: AsyncSession, proposals: Sequence[Proposal]
+    session: AsyncSession, proposals: Sequence[Proposal], runs: Mapping[str, Run]
 ) -> tuple[dict[str, tuple[str, State]], dict[tuple[str, str], State]]:
     """States already written for these proposals: by state id, and by (run id, idempotency key).
 
     Only ids a client chose can already exist: a state id the server has just
-    generated cannot, so a plain unary proposal costs no lookup here.
+    generated cannot, so a plain unary proposal costs no lookup here; nor does a
+    key of a run whose keyed states are known (:attr:`Run.keyed`).
     """
     state_ids = [p.state.id for p in proposals if p.client_state_id]
-    keyed = [(p.run_id, p.idempotency_key) for p in proposals if p.idempotency_key]
     by_id: dict[str, tuple[str, State]] = {}
     by_key: dict[tuple[str, str], State] = {}
+    keyed = []
+    for p in proposals:
+        if not p.idempotency_key:
+            continue
+        known = runs[p.run_id].keyed if p.run_id in runs else None
+        if known is None:
+            keyed.append((p.run_id, p.idempotency_key))
+        elif p.idempotency_key in known:
+            by_key[(p.run_id, p.idempotency_key)] = known[p.idempotency_key]
     if state_ids:
         rows = await _STATE_ROWS.fetch(await driver(session), state_ids)
         by_id.update({r.id: (r.run_id, state_from_history_row(r)) for r in rows})
@@ -327,6 +387,8 @@ def _record(run: Run, written: State, p: Proposal, proposed: State, batch: _Batc
         run.cache_expiration = written.details.cache_expiration
     run.dirty = True
     key = p.idempotency_key if written.id == proposed.id else ""
+    if key and run.keyed is not None:
+        run.keyed = {**run.keyed, key: written}  # a new dict: a cached run shares the old one
     batch.history.append(history_values(run.ref.id, run.ref.kind.value, written, key))
     batch.events.append(events.state_changed(run.ref, old, proposed, written))
 
@@ -340,24 +402,36 @@ async def apply(
     created: Mapping[str, Run] | None = None,
     *,
     optimistic: bool = False,
+    cache: RunCache | None = None,
+    decided: dict[str, Run] | None = None,
 ) -> list[Outcome]:
     """Decide and write ``proposals`` (in order) inside the caller's transaction.
 
     ``created``: runs this transaction has just inserted (no need to read them back).
     ``optimistic`` (Postgres, one proposal that takes no cache-key lock): the run is
-    read without a lock and, outside any transaction, the state is written by one
-    statement that commits by itself and matches only if the run still has the
-    state that was read; :class:`StateRaced` when it no longer does.
+    read without a lock (or taken from ``cache``) and, outside any transaction, the
+    state is written by one statement that commits by itself and matches only if
+    the run still has the state that was read; :class:`StateRaced` when it no
+    longer does, or when a cached run's decision writes nothing.
+    ``decided``: filled with the runs as they are after this call (for a
+    :class:`RunCache`, once the caller has committed).
     """
     if not proposals:
         return []
     created = created or {}
-    to_load = [p.run_id for p in proposals if p.run_id not in created]
+    cached: dict[str, Run] = {}
+    if optimistic and cache is not None:
+        for run_id in {p.run_id for p in proposals} - created.keys():
+            hit = cache.get(run_id)
+            if hit is not None:
+                cached[run_id] = hit
+    to_load = [p.run_id for p in proposals if p.run_id not in created and p.run_id not in cached]
     lock = svc.db.is_postgres and not optimistic
     if optimistic:
         await driver(session, begin=False)  # the statements below run outside a transaction
-    runs = {**created, **await load_runs(session, kind, to_load, lock=lock)}
-    by_id, by_key = await _earlier_answers(session, proposals)
+    loaded = await load_runs(session, kind, to_load, lock=lock) if to_load else {}
+    runs = {**created, **cached, **loaded}
+    by_id, by_key = await _earlier_answers(session, proposals, runs)
     wanted_keys = {
         p.state.details.cache_key or runs[p.run_id].cache_key
         for p in proposals
@@ -388,6 +462,8 @@ async def apply(
         held = bool(key) and bool(holders.get(key, set()) - {p.run_id})
         verdict = _evaluate(run, p, proposed, now, hits.get(key) if key else None, held)
         written = _to_write(verdict, run.state)
+        if written is None and run.cached:
+            raise StateRaced(f"{kind.value} run {p.run_id}: a decision on a cached run that writes nothing")
         if written is not None:
             _record(run, written, p, proposed, batch)
             if kind is RunKind.TASK and run.cache_key:
@@ -401,6 +477,8 @@ async def apply(
         outcomes.append(Outcome(verdict))
     if not await write(session, svc, kind, runs.values(), batch, now, optimistic=optimistic):
         raise StateRaced(f"{kind.value} run {proposals[0].run_id} changed while its proposal was decided")
+    if decided is not None:
+        decided.update(runs)
     return outcomes
 
 
@@ -522,21 +600,33 @@ def _run_values(kind: RunKind, run: Run, now: datetime) -> dict[str, Any]:
 # -------------------------------------------------------------- entry points
 
 
-async def set_state(svc: ServiceContext, kind: RunKind, run_id: str, msg: pb.StateProposal) -> pb.ProposalResult:
+async def set_state(
+    svc: ServiceContext, kind: RunKind, run_id: str, msg: pb.StateProposal, cache: RunCache | None = None
+) -> pb.ProposalResult:
     """SetFlowRunState / SetTaskRunState."""
     id_field = "flow_run_id" if kind is RunKind.FLOW else "task_run_id"
     run_id = parse_id(run_id, id_field)
     now = svc.clock()
     proposal = parse_proposal(run_id, msg, now)
-    # Postgres: read, decide, then one self-committing conditional write (2 round trips, not 4),
-    # unless the proposal needs the cache-key lock (task runs going RUNNING) or loses a race.
+    # Postgres: read (or take the run from the cache), decide, then one self-committing
+    # conditional write (1 or 2 round trips, not 4), unless the proposal needs the cache-key
+    # lock (task runs going RUNNING) or loses a race.
     optimistic = svc.db.is_postgres and (kind is RunKind.FLOW or proposal.state.type != RUNNING)
+    cache = cache if svc.db.is_postgres and kind is RunKind.FLOW else None
+    decided: dict[str, Run] = {}
     try:
         async with svc.db.transaction() as session:
-            (outcome,) = await apply(session, svc, kind, [proposal], now, optimistic=optimistic)
+            (outcome,) = await apply(
+                session, svc, kind, [proposal], now, optimistic=optimistic, cache=cache, decided=decided
+            )
     except StateRaced:
+        if cache is not None:
+            cache.drop([run_id])
+        decided.clear()
         async with svc.db.transaction() as session:
-            (outcome,) = await apply(session, svc, kind, [proposal], now)
+            (outcome,) = await apply(session, svc, kind, [proposal], now, decided=decided)
+    if cache is not None:
+        cache.put(decided.values())
     if not outcome.found:
         raise NotFound(f"{kind.value} run {run_id} not found", field=id_field)
     return result_to_pb(outcome.verdict)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
-from weir_orchestration import states
+from weir_orchestration import flow_runs, states
 from weir_orchestration.models import outbox
 from weir_orchestration.policy import RunKind
 
@@ -235,6 +235,70 @@ async def test_concurrent_proposals_to_one_run_write_one_state(orch):
     assert got.run_count == 1
 
 
+def count_loads(monkeypatch) -> list[bool]:
+    """Every read of runs by a proposal, by whether it locked them."""
+    real_load, locks = states.load_runs, []
+
+    async def counted(session, kind, ids, *, lock):
+        locks.append(lock)
+        return await real_load(session, kind, ids, lock=lock)
+
+    monkeypatch.setattr(states, "load_runs", counted)
+    return locks
+
+
+async def test_proposals_on_a_flow_run_this_replica_wrote_do_not_read_it_on_postgres(orch, monkeypatch):
+    run = await new_flow_run(orch.stub)
+    loads = count_loads(monkeypatch)
+    running = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING, idempotency_key="k-run")
+    done = await set_flow_state(orch.stub, run.id, common_pb2.COMPLETED, idempotency_key="k-done")
+    assert running.decision == done.decision == pb.ACCEPT
+    # A resend after a lost answer gets the first answer back, from what this replica wrote.
+    resent = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING, idempotency_key="k-run")
+    assert resent.decision == pb.ACCEPT and resent.state.id == running.state.id
+    assert resent.rule == "idempotency_key"
+    if orch.backend == "postgres":
+        assert loads == []  # created here, then every state written here: never read back
+        assert len(orch.runtime.servicer.runs) == 1
+    else:  # SQLite decides under its one writer's lock and reads inline: nothing is cached
+        assert loads == [False, False, False]
+        assert len(orch.runtime.servicer.runs) == 0
+    got = (await orch.stub.GetFlowRun(pb.GetFlowRunRequest(id=run.id))).flow_run
+    assert got.state.id == done.state.id and got.run_count == 1
+    history_types = [s.type for s in await history(orch, flow_run_id=run.id)]
+    assert history_types == [common_pb2.PENDING, common_pb2.RUNNING, common_pb2.COMPLETED]
+
+
+async def test_a_cached_flow_run_changed_by_another_replica_is_decided_from_the_database(orch, monkeypatch):
+    if orch.backend != "postgres":
+        pytest.skip("SQLite decides every proposal under its write lock: it keeps no run cache")
+    svc = orch.runtime.svc
+    # Another replica: the same database, its own (here: no) cache.
+    run = await new_flow_run(orch.stub)  # this replica caches it PENDING
+    other = pb.StateProposal(state=state(common_pb2.RUNNING))
+    assert (await states.set_state(svc, RunKind.FLOW, run.id, other)).decision == pb.ACCEPT
+    loads = count_loads(monkeypatch)
+    # The cache says PENDING, so RUNNING looks fine: the write finds the run changed.
+    again = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    assert again.decision == pb.REJECT and again.rule == "prevent_duplicate_running"
+    assert loads == [True]  # decided again from the database, locked
+    # Now cached RUNNING; the other replica completes it. A decision on a cached run that
+    # writes nothing (here a duplicate RUNNING) is not trusted either.
+    done = pb.StateProposal(state=state(common_pb2.COMPLETED))
+    assert (await states.set_state(svc, RunKind.FLOW, run.id, done)).decision == pb.ACCEPT
+    loads.clear()
+    late = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    assert late.decision == pb.REJECT and late.rule == "prevent_leaving_terminal"
+    assert late.state.type == common_pb2.COMPLETED
+    assert loads == [True]
+    history_types = [s.type for s in await history(orch, flow_run_id=run.id)]
+    assert history_types == [common_pb2.PENDING, common_pb2.RUNNING, common_pb2.COMPLETED]
+    # Deleted by the other replica: the cached run is not found either.
+    await orch.stub.SetFlowRunState(pb.SetFlowRunStateRequest(flow_run_id=run.id, proposal=other))  # cache it again
+    await flow_runs.delete_flow_run(svc, pb.DeleteFlowRunRequest(id=run.id))
+    await expect_error(set_flow_state(orch.stub, run.id, common_pb2.CANCELLED, force=True), grpc.StatusCode.NOT_FOUND)
+
+
 async def test_an_optimistic_proposal_that_lost_a_race_is_decided_again_under_the_lock(orch, monkeypatch):
     if orch.backend != "postgres":
         pytest.skip("SQLite has one writer at a time, so its proposals are never optimistic")
@@ -253,6 +317,7 @@ async def test_an_optimistic_proposal_that_lost_a_race_is_decided_again_under_th
         return await real_load(session, kind, ids, lock=lock)
 
     monkeypatch.setattr(states, "load_runs", stale_first)
+    orch.runtime.servicer.runs.drop([run.id])  # as on a replica that did not write the run
     again = await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
     assert locks == [False, True]  # read without a lock, write missed, read again locked
     assert again.decision == pb.REJECT and again.rule == "prevent_duplicate_running"
