@@ -112,7 +112,9 @@ class Outbox:
 
     async def add(self, session: AsyncSession, events: Sequence[OutgoingEvent]) -> None:
         """One row per event: each can be found by its id until it is published."""
-        if events:
+        if len(events) == 1:  # one statement, not asyncpg's executemany for a batch of one
+            await (await driver(session)).execute(self._insert, self.rows(events)[0])
+        elif events:
             await (await driver(session)).executemany(self._insert, self.rows(events))
 
     async def add_bundle(self, session: AsyncSession, events: Sequence[OutgoingEvent]) -> None:

@@ -8,13 +8,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, type_coerce, update
+from sqlalchemy import bindparam, func, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from weir.errors import Conflict, InvalidArgument, NotFound
 from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
 from weir_kit.db import UtcDateTime
+from weir_kit.prepared import InsertNew, Prepared, driver
 from weir_kit.runtime import ServiceContext
 from weir_kit.values import short_text
 from weir_orchestration import events, states
@@ -23,7 +24,7 @@ from weir_orchestration.flows import check_name, ensure_flow
 from weir_orchestration.models import flow_runs, flows
 from weir_orchestration.policy import PENDING, RunKind, RunTimes, State, default_name
 from weir_orchestration.proto import flow_run_to_pb, parse_id, plain, policy_from_pb, state_from_pb
-from weir_orchestration.sql import insert_ignore, purge_flow_runs
+from weir_orchestration.sql import purge_flow_runs
 
 _ADJECTIVES = (
     "amber",
@@ -47,6 +48,25 @@ def generate_name() -> str:
     return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}"
 
 
+#: The keys of ``values`` in :func:`create_flow_run`: what it sets besides ``id``, ``flow_id`` and the
+#: state columns (those come with the first state).
+_RUN_VALUE_KEYS = (
+    "name",
+    "parameters",
+    "context",
+    "tags",
+    "parent_task_run_id",
+    "deployment_id",
+    "idempotency_key",
+    "retries",
+    "retry_delay_seconds",
+    "run_count",
+    "total_run_time",
+    "created",
+    "updated",
+)
+
+
 def _select() -> Any:
     return select(flow_runs, flows.c.name.label("flow_name")).join(
         flows, flows.c.id == flow_runs.c.flow_id, isouter=True
@@ -55,6 +75,12 @@ def _select() -> Any:
 
 async def fetch(session: AsyncSession, flow_run_id: str) -> Any:
     return (await session.execute(_select().where(flow_runs.c.id == flow_run_id))).first()
+
+
+#: A flow run by id, in a write transaction (straight on the driver: no statement built per call).
+_FETCH = Prepared(_select().where(flow_runs.c.id == bindparam("id")))
+_NEW_RUN_KEYS = ("id", "flow_id", *_RUN_VALUE_KEYS)
+_INSERT_NEW_RUN = InsertNew(flow_runs, _NEW_RUN_KEYS, key="id")
 
 
 async def _find_existing(session: AsyncSession, run_id: str, flow_id: str, key: str) -> Any:
@@ -110,8 +136,8 @@ async def create_flow_run(
         # Inserted first, looked up only when a unique key (the id, or the flow and idempotency
         # key) is already taken: a resend, or a concurrent create that won.
         run_id = run_id or str(uuid.uuid4())
-        result = await session.execute(insert_ignore(svc.db, flow_runs).values(id=run_id, flow_id=flow_id, **values))
-        if result.rowcount == 0:
+        drv = await driver(session)
+        if not await _INSERT_NEW_RUN.run(drv, [{"id": run_id, "flow_id": flow_id, **values}]):
             existing = await _find_existing(session, run_id, flow_id, req.idempotency_key)
             if existing is None:  # the id is taken by a run of another flow, and deleted meanwhile
                 raise Conflict(f"flow run {run_id} could not be created: its id was taken", field="id")
@@ -124,7 +150,7 @@ async def create_flow_run(
         await svc.outbox.add(session, [events.run_changed(ref, "created", now)])
         first = states.Proposal(run_id, initial, force=True)
         await states.apply(session, svc, RunKind.FLOW, [first], now, {run_id: run}, decided=decided)
-        row = await fetch(session, run_id)
+        (row,) = await drv.fetch(_FETCH, {"id": run_id})
     if cache is not None and svc.db.is_postgres:
         cache.put(decided.values())
     return pb.CreateFlowRunResponse(flow_run=flow_run_to_pb(row), created=True)

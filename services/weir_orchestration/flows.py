@@ -7,12 +7,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from weir.errors import InvalidArgument, NotFound
 from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
+from weir_kit.prepared import Prepared, driver
 from weir_kit.runtime import ServiceContext
 from weir_orchestration import events
 from weir_orchestration.filters import after_key, flow_filter, next_token
@@ -31,13 +32,17 @@ def check_name(name: str, field: str = "name") -> str:
     return name
 
 
+#: A flow by name, in a write transaction (every CreateFlowRun by flow name asks it).
+_BY_NAME = Prepared(select(flows).where(flows.c.name == bindparam("name")))
+
+
 async def ensure_flow(
     session: AsyncSession, svc: ServiceContext, name: str, tags: list[str], now: datetime
 ) -> tuple[Any, bool]:
     """The flow named ``name``, created if missing; and whether it was created."""
-    row = (await session.execute(select(flows).where(flows.c.name == name))).first()
-    if row is not None:
-        return row, False
+    found = await (await driver(session)).fetch(_BY_NAME, {"name": name})
+    if found:
+        return found[0], False
     flow_id = str(uuid.uuid4())
     values = {"id": flow_id, "name": name, "tags": tags, "created": now, "updated": now}
     stmt = insert_ignore(svc.db, flows).values(values)
