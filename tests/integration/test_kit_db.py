@@ -206,6 +206,22 @@ async def test_only_in_a_write_transaction_on_sqlite(db: Database) -> None:
             await driver(session)
 
 
+async def test_postgres_reads_run_outside_a_transaction(db: Database) -> None:
+    if not db.is_postgres:
+        pytest.skip("SQLite reads take no write lock; their BEGIN costs no round trip")
+    # now() is when the transaction began: within one it stays put; outside, each statement is its own.
+    async with db.read() as session:
+        first = (await session.execute(text("SELECT now()"))).scalar_one()
+        await session.execute(text("SELECT pg_sleep(0.02)"))
+        second = (await session.execute(text("SELECT now()"))).scalar_one()
+        assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+    assert second - first >= timedelta(seconds=0.02)
+    async with db.transaction(notify=False) as session:  # a transaction still is one
+        first = (await session.execute(text("SELECT now()"))).scalar_one()
+        await session.execute(text("SELECT pg_sleep(0.02)"))
+        assert (await session.execute(text("SELECT now()"))).scalar_one() == first
+
+
 async def test_a_failed_transaction_leaves_its_connection_clean(db: Database) -> None:
     with pytest.raises(RuntimeError):
         async with db.transaction() as session:
