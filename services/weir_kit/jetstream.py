@@ -244,6 +244,12 @@ class Nats:
         self.atomic = await ensure_stream(self.js, settings, atomic=supports_atomic(client))
         return self
 
+    @property
+    def max_data(self) -> int:
+        """The largest message body :meth:`publish_batch` sends (the server's max payload, less
+        room for our headers)."""
+        return int(self.client.max_payload) - _HEADERS_ROOM
+
     async def publish_batch(self, messages: Sequence[tuple[str, bytes, str]], ack_wait: float = 5.0) -> None:
         """Publish ``(subject, data, message id)`` to JetStream; return once the stream
         stored every one (or had it already: ``Nats-Msg-Id`` deduplicates), raise
@@ -259,7 +265,7 @@ class Nats:
         if not messages:
             return
         # What publish() refuses: the server would close the connection on a message this big.
-        limit = self.client.max_payload - _HEADERS_ROOM
+        limit = self.max_data
         if any(len(data) > limit for _, data, _ in messages):
             raise MaxPayloadError
         if self._ack_sub is None:

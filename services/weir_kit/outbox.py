@@ -179,6 +179,9 @@ class OutboxRelay:
         self.published = 0
         #: Rounds run (read the outbox, publish, delete), empty ones included.
         self.rounds = 0
+        #: Events sent without their payload, and events dropped, for being too large for NATS.
+        self.truncated = 0
+        self.dropped = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.outbox.db.service}")
@@ -249,8 +252,44 @@ class OutboxRelay:
     async def _publish(self, rows: Sequence[Any]) -> None:
         if not self.nats.client.is_connected:
             raise ConnectionError("NATS is not connected")
-        messages = self.outbox.messages(rows)
+        messages = self._fit(self.outbox.messages(rows))
         size = self.settings.outbox_batch_size
         for start in range(0, len(messages), size):  # a bundle may hold thousands: a bounded number of acks at a time
             await self.nats.publish_batch(messages[start : start + size])
         self.published += len(messages)
+
+    def _fit(self, messages: list[tuple[str, bytes, str]]) -> list[tuple[str, bytes, str]]:
+        """The messages, each one small enough for NATS.
+
+        An event larger than the server takes (a state with a message of megabytes) would
+        be refused at every try and hold up every event behind it: it goes without its
+        payload instead, which says so (``weir.truncated``, ``weir.original_bytes``). One
+        too large even then (thousands of related resources) is dropped, logged.
+        """
+        limit = self.nats.max_data
+        if all(len(data) <= limit for _, data, _ in messages):
+            return messages
+        fitted = []
+        for subject, data, event_id in messages:
+            if len(data) <= limit:
+                fitted.append((subject, data, event_id))
+                continue
+            smaller = _without_payload(data)
+            if len(smaller) > limit:
+                log.error(
+                    "event %s (%d bytes) is too large for NATS even without its payload: dropped", event_id, len(data)
+                )
+                self.dropped += 1
+                continue
+            log.warning("event %s (%d bytes) is too large for NATS: sent without its payload", event_id, len(data))
+            self.truncated += 1
+            fitted.append((subject, smaller, event_id))
+        return fitted
+
+
+def _without_payload(data: bytes) -> bytes:
+    """The serialized event ``data`` with its payload replaced by a note of what it was."""
+    event = common_pb2.Event.FromString(data)
+    event.payload.Clear()
+    event.payload.update({"weir.truncated": True, "weir.original_bytes": len(data)})
+    return event.SerializeToString()
