@@ -256,6 +256,7 @@ class Database:
         if self.dialect == "postgresql":
             reads = reads.execution_options(isolation_level="AUTOCOMMIT")
         self._reads = async_sessionmaker(reads, expire_on_commit=False)
+        self._cursor_reads = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._idle_writers: list[_Writer] = []
         # Postgres reads share the pool: writers kept idle take at most half of it.
         self._idle_limit = 1 if self.dialect == "sqlite" else max(1, settings.database_pool_size // 2)
@@ -303,10 +304,12 @@ class Database:
         self._commit_listeners.append(listener)
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
+    async def read(self, *, cursor: bool = False) -> AsyncIterator[AsyncSession]:
         """A session for reads; nothing it does is committed. On Postgres its statements run
-        outside a transaction (autocommit), each on a snapshot of its own, as at READ COMMITTED."""
-        async with self._reads() as session:
+        outside a transaction (autocommit), each on a snapshot of its own, as at READ COMMITTED.
+        ``cursor=True``: in a transaction, for a read that streams its rows through a
+        server-side cursor (``session.stream``), which Postgres keeps only inside one."""
+        async with (self._cursor_reads if cursor else self._reads)() as session:
             yield session
 
     @asynccontextmanager

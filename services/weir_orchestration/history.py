@@ -46,7 +46,7 @@ async def run_history(
         when >= start, when < end, *flow_run_filter(req.filter)
     )
     counts: list[Counter[tuple[str, str]]] = [Counter() for _ in range(count)]
-    async with svc.db.read() as session:
+    async with svc.db.read(cursor=True) as session:
         result = await session.stream(query)
         async for row in result:
             index = int((row.when - start) / interval)
