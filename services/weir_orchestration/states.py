@@ -450,6 +450,8 @@ async def apply(
             continue
         earlier = by_id.get(p.state.id)
         if earlier is not None and earlier[0] != p.run_id:
+            if run.cached:  # the answer carries the run's state: not the cache's guess
+                raise StateRaced(f"{kind.value} run {p.run_id}: a rejection on a cached run")
             reason = f"state id {p.state.id} belongs to another run"
             outcomes.append(Outcome(Verdict(Decision.REJECT, run.state, reason, rule="state_id")))
             continue

@@ -299,6 +299,19 @@ async def test_a_cached_flow_run_changed_by_another_replica_is_decided_from_the_
     await expect_error(set_flow_state(orch.stub, run.id, common_pb2.CANCELLED, force=True), grpc.StatusCode.NOT_FOUND)
 
 
+async def test_a_state_id_of_another_run_is_rejected_with_the_runs_state_as_stored(orch) -> None:
+    svc = orch.runtime.svc
+    run, other_run = await new_flow_run(orch.stub), await new_flow_run(orch.stub)  # both cached PENDING (Postgres)
+    taken = uid()
+    assert (await set_flow_state(orch.stub, other_run.id, common_pb2.RUNNING, state_id=taken)).decision == pb.ACCEPT
+    # Another replica moves the run on; this replica's cache still says PENDING.
+    moved = pb.StateProposal(state=state(common_pb2.RUNNING))
+    assert (await states.set_state(svc, RunKind.FLOW, run.id, moved)).decision == pb.ACCEPT
+    answer = await set_flow_state(orch.stub, run.id, common_pb2.COMPLETED, state_id=taken)
+    assert answer.decision == pb.REJECT and answer.rule == "state_id"
+    assert answer.state.type == common_pb2.RUNNING  # the run as stored, not as cached
+
+
 async def test_an_optimistic_proposal_that_lost_a_race_is_decided_again_under_the_lock(orch, monkeypatch):
     if orch.backend != "postgres":
         pytest.skip("SQLite has one writer at a time, so its proposals are never optimistic")
