@@ -139,7 +139,7 @@ async def create_flow_run(
         drv = await driver(session)
         if not await _INSERT_NEW_RUN.run(drv, [{"id": run_id, "flow_id": flow_id, **values}]):
             existing = await _find_existing(session, run_id, flow_id, req.idempotency_key)
-            if existing is None:  # the id is taken by a run of another flow, and deleted meanwhile
+            if existing is None:  # the run that held the key was deleted between the two statements
                 raise Conflict(f"flow run {run_id} could not be created: its id was taken", field="id")
             return pb.CreateFlowRunResponse(flow_run=flow_run_to_pb(existing), created=False)
         ref = events.RunRef(
