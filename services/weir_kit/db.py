@@ -170,23 +170,27 @@ def _inline_connector(url: str, busy_timeout_ms: int) -> Callable[[], Any]:
 #: ``session.info`` key of the sqlite3 connection whose transaction ``Database.transaction``
 #: began itself (``weir_kit.prepared.driver`` runs statements straight on it).
 SQLITE_CONNECTION_KEY = "weir.sqlite"
+#: ``session.info`` key of the asyncpg connection of a ``Database.autocommit`` block, on which
+#: ``weir_kit.prepared.driver`` runs statements that each commit by themselves.
+ASYNCPG_CONNECTION_KEY = "weir.asyncpg"
 
 
 class _Writer:
     """A write connection kept checked out, with a session bound to it."""
 
-    def __init__(self, connection: AsyncConnection, inline: InlineWriteConnection | None) -> None:
+    def __init__(self, connection: AsyncConnection, raw: Any) -> None:
         self.connection = connection
         self.session = AsyncSession(bind=connection, expire_on_commit=False)
         self.born = time.monotonic()
         #: SQLite: the aiosqlite connection under the session (its statements run inline).
-        self.inline = inline
+        self.inline = raw if isinstance(raw, InlineWriteConnection) else None
+        #: Postgres: the asyncpg connection under the session.
+        self.asyncpg = None if self.inline is not None else raw
 
     @classmethod
     async def open(cls, engine: AsyncEngine) -> _Writer:
         connection = await engine.connect()
-        raw = (await connection.get_raw_connection()).driver_connection
-        return cls(connection, raw if isinstance(raw, InlineWriteConnection) else None)
+        return cls(connection, (await connection.get_raw_connection()).driver_connection)
 
     def stale(self, max_age: float) -> bool:
         return self.connection.invalidated or time.monotonic() - self.born > max_age
@@ -333,7 +337,27 @@ class Database:
                 listener()
 
     @asynccontextmanager
-    async def _writer(self) -> AsyncIterator[AsyncSession]:
+    async def autocommit(self) -> AsyncIterator[AsyncSession]:
+        """Postgres: a write session with no transaction begun, for work whose writes are one
+        statement that must commit by itself (``states.apply(optimistic=True)``): statements
+        run through ``weir_kit.prepared.driver`` each commit on their own, one round trip where
+        BEGIN, the statement and COMMIT would be three, and none of SQLAlchemy's per-transaction
+        bookkeeping runs. A statement run through the session itself begins a transaction as
+        usual, which the block's end commits (or rolls back, on an error).
+
+        SQLite: the same as :meth:`transaction` (its writes are queued behind one writer).
+        """
+        if self.dialect == "sqlite":
+            async with self.transaction() as session:
+                yield session
+            return
+        async with self._writer(begin=False) as session:
+            yield session
+        for listener in self._commit_listeners:
+            listener()
+
+    @asynccontextmanager
+    async def _writer(self, *, begin: bool = True) -> AsyncIterator[AsyncSession]:
         """One transaction on a held write connection and its session.
 
         Checking a connection out of SQLAlchemy's pool and building a session
@@ -353,8 +377,11 @@ class Database:
             if writer.inline is not None:
                 async with self._sqlite_transaction(writer):
                     yield writer.session
-            else:
+            elif begin:
                 async with writer.session.begin():
+                    yield writer.session
+            else:
+                async with self._unbegun(writer):
                     yield writer.session
             reusable = True
         except Exception:
@@ -366,6 +393,21 @@ class Database:
                 self._idle_writers.append(writer)
             else:
                 await writer.close()
+
+    @asynccontextmanager
+    async def _unbegun(self, writer: _Writer) -> AsyncIterator[None]:
+        """The block of :meth:`autocommit` (Postgres) on a held writer."""
+        session = writer.session
+        session.info[ASYNCPG_CONNECTION_KEY] = writer.asyncpg
+        try:
+            yield
+            if session.in_transaction():
+                await session.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                if session.in_transaction():
+                    await session.rollback()
+            raise
 
     @asynccontextmanager
     async def _sqlite_transaction(self, writer: _Writer) -> AsyncIterator[None]:

@@ -12,8 +12,8 @@ straight on the connection that already holds the session's transaction, with
 the columns' own bind and result processors, so rows are stored and read back
 exactly as SQLAlchemy would store and read them.
 
-Use it only inside ``Database.transaction()``, on statements of the hot
-paths; everything else stays plain SQLAlchemy.
+Use it only inside ``Database.transaction()`` (or ``Database.autocommit()``), on
+statements of the hot paths; everything else stays plain SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -32,7 +32,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 from sqlalchemy.types import TypeEngine
 
-from weir_kit.db import SQLITE_CONNECTION_KEY, InlineWriteConnection, UtcDateTime, sqlite_utc_text
+from weir_kit.db import (
+    ASYNCPG_CONNECTION_KEY,
+    SQLITE_CONNECTION_KEY,
+    InlineWriteConnection,
+    UtcDateTime,
+    sqlite_utc_text,
+)
 
 Processor = Callable[[Any], Any] | None
 
@@ -306,30 +312,24 @@ class InsertNew(InsertIgnore):
         return {r[self.key] for r in rows if run(c.sql, c.args(r)).rowcount > 0}
 
 
-async def driver(session: AsyncSession, *, begin: bool = True) -> Driver:
-    """The :class:`Driver` of a write session's connection, its transaction begun.
-
-    ``begin=False`` on the first call for a session (Postgres): no BEGIN is sent, so
-    until something else begins the transaction, each statement commits on its own:
-    one round trip where BEGIN, the statement and COMMIT would take three. For a
-    read and a single conditional write that is enough (``states.apply(optimistic=True)``).
-    Later calls return the session's driver as it is.
-    """
+async def driver(session: AsyncSession) -> Driver:
+    """The :class:`Driver` of a write session's connection, its transaction begun, or, in a
+    ``Database.autocommit`` block, with none: there each statement commits by itself."""
     found = session.info.get(_DRIVER_KEY)
     if found is not None:
         return found  # type: ignore[no-any-return]
-    sqlite_conn = session.info.get(SQLITE_CONNECTION_KEY)
-    if sqlite_conn is not None:  # the transaction is already open on it (Database.transaction)
-        found = session.info[_DRIVER_KEY] = Driver(session.bind.dialect, sqlite_conn)  # type: ignore[union-attr]
+    dialect = session.bind.dialect  # type: ignore[union-attr]
+    direct = session.info.get(SQLITE_CONNECTION_KEY) or session.info.get(ASYNCPG_CONNECTION_KEY)
+    if direct is not None:  # Database.transaction began it (SQLite) or none is wanted (autocommit)
+        found = session.info[_DRIVER_KEY] = Driver(dialect, direct)
         return found
     conn = await session.connection()
     raw = await conn.get_raw_connection()
-    dialect = conn.dialect
     if dialect.name == "postgresql":
         adapted = raw.dbapi_connection
         # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs
         # itself; statements sent straight to asyncpg must not run before it (autocommit).
-        if begin and adapted._transaction is None:  # type: ignore[union-attr]
+        if adapted._transaction is None:  # type: ignore[union-attr]
             await adapted._start_transaction()  # type: ignore[union-attr]
         connection = raw.driver_connection
     else:

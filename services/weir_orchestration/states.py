@@ -408,9 +408,9 @@ async def apply(
     """Decide and write ``proposals`` (in order) inside the caller's transaction.
 
     ``created``: runs this transaction has just inserted (no need to read them back).
-    ``optimistic`` (Postgres, one proposal that takes no cache-key lock): the run is
-    read without a lock (or taken from ``cache``) and, outside any transaction, the
-    state is written by one statement that commits by itself and matches only if
+    ``optimistic`` (Postgres, one proposal that takes no cache-key lock, in a
+    ``Database.autocommit`` session): the run is read without a lock (or taken from
+    ``cache``) and the state is written by one statement that commits by itself and matches only if
     the run still has the state that was read; :class:`StateRaced` when it no
     longer does, or when a cached run's decision writes nothing.
     ``decided``: filled with the runs as they are after this call (for a
@@ -427,8 +427,6 @@ async def apply(
                 cached[run_id] = hit
     to_load = [p.run_id for p in proposals if p.run_id not in created and p.run_id not in cached]
     lock = svc.db.is_postgres and not optimistic
-    if optimistic:
-        await driver(session, begin=False)  # the statements below run outside a transaction
     loaded = await load_runs(session, kind, to_load, lock=lock) if to_load else {}
     runs = {**created, **cached, **loaded}
     by_id, by_key = await _earlier_answers(session, proposals, runs)
@@ -617,7 +615,7 @@ async def set_state(
     cache = cache if svc.db.is_postgres and kind is RunKind.FLOW else None
     decided: dict[str, Run] = {}
     try:
-        async with svc.db.transaction() as session:
+        async with svc.db.autocommit() if optimistic else svc.db.transaction() as session:
             (outcome,) = await apply(
                 session, svc, kind, [proposal], now, optimistic=optimistic, cache=cache, decided=decided
             )
