@@ -8,7 +8,7 @@ from typing import Any
 from weir.v1 import orchestration_pb2 as pb
 from weir.v1 import orchestration_pb2_grpc
 from weir_kit.runtime import ServiceContext
-from weir_orchestration import flow_runs, flows, history, logs, states, sync, task_runs
+from weir_orchestration import flow_runs, flows, history, logs, proposals, states, sync, task_runs
 from weir_orchestration.policy import RunKind
 from weir_orchestration.settings import OrchestrationSettings
 
@@ -86,3 +86,6 @@ class OrchestrationServicer(orchestration_pb2_grpc.OrchestrationServiceServicer)
     ) -> AsyncIterator[pb.SyncRunsResponse]:
         async for response in sync.sync_runs(self.svc, self.settings, request_iterator):
             yield response
+
+    async def ProposeStates(self, request_iterator: AsyncIterator[pb.ProposeStatesRequest], context: Ctx) -> None:
+        await proposals.propose_states(self.svc, self.runs, context)

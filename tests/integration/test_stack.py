@@ -8,6 +8,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from weir.client import AsyncWeirClient
+from weir.client.types import State, StateType
+from weir.errors import Unimplemented
 from weir.v1 import (
     blocks_pb2,
     blocks_pb2_grpc,
@@ -99,3 +102,13 @@ def test_api_key_is_required_when_configured(keyed_stack) -> None:
     # With the key, the call gets through to the (scaffold) service itself.
     assert right.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_proposals_go_unary_when_the_server_has_no_proposal_stream(keyed_stack) -> None:
+    # This host serves blocks only: ProposeStates answers UNIMPLEMENTED, and so does the unary call
+    # the client falls back to, which names the server it asked.
+    async with AsyncWeirClient(keyed_stack.address, api_key="s3cret") as client:
+        with pytest.raises(Unimplemented) as info:
+            await client.set_flow_run_state("0b5a8f0e-3c36-4a8e-9a56-1f1c7b1d2e3f", State(type=StateType.RUNNING))
+        assert client._proposals.unsupported
+    assert keyed_stack.address in info.value.message

@@ -89,6 +89,9 @@ class AsyncWeirClient(OrchestrationAPI, DeploymentsAPI, EventsAPI):
         return self._transport.address
 
     async def close(self) -> None:
+        if self._proposal_cache is not None:
+            stream, self._proposal_cache = self._proposal_cache[1], None
+            await stream.close()
         await self._transport.close()
 
     async def __aenter__(self) -> Self:

@@ -28,6 +28,7 @@ from weir.client._convert import task_runs as tr
 from weir.client._convert._common import page_request
 from weir.client._grpc import Transport
 from weir.client._paging import follow_pages
+from weir.client._proposals import STREAM_MAX_BYTES, ProposalStream, StreamUnsupportedError
 from weir.client.types import (
     Flow,
     FlowFilter,
@@ -53,6 +54,7 @@ class OrchestrationAPI:
 
     _transport: Transport
     _orch_cache: tuple[object, Any] | None = None
+    _proposal_cache: tuple[object, ProposalStream] | None = None
 
     @property
     def _orchestration_stub(self) -> Any:
@@ -69,6 +71,27 @@ class OrchestrationAPI:
     async def _write(self, method: str, request: Any) -> Any:
         stub = self._orchestration_stub
         return await self._transport.unary(getattr(stub, method), request)
+
+    @property
+    def _proposals(self) -> ProposalStream:
+        """The ProposeStates stream of the current channel (a new loop gets a new channel)."""
+        channel = self._transport.channel_for("orchestration")
+        if self._proposal_cache is None or self._proposal_cache[0] is not channel:
+            stub = self._orchestration_stub
+            stream = ProposalStream(self._transport, lambda: stub.ProposeStates(metadata=self._transport.metadata))
+            self._proposal_cache = (channel, stream)
+        return self._proposal_cache[1]
+
+    async def _propose(self, method: str, request: Any) -> pb.ProposalResult:
+        """A proposal over the ProposeStates stream; unary when too large for it or not served."""
+        stream = self._proposals
+        if not stream.unsupported and request.ByteSize() <= STREAM_MAX_BYTES:
+            field = "flow_run" if method == "SetFlowRunState" else "task_run"
+            try:
+                return await stream.propose(**{field: request})
+            except StreamUnsupportedError:
+                pass  # nothing was decided: ask the unary call instead
+        return (await self._write(method, request)).result
 
     # ------------------------------------------------------------- flows
 
@@ -205,8 +228,7 @@ class OrchestrationAPI:
             fencing_token=fencing_token,
         )
         req = pb.SetFlowRunStateRequest(flow_run_id=flow_run_id, proposal=proposal)
-        resp = await self._write("SetFlowRunState", req)
-        return st.proposal_result_from_proto(resp.result)
+        return st.proposal_result_from_proto(await self._propose("SetFlowRunState", req))
 
     async def heartbeat_flow_run(self, flow_run_id: str) -> bool:
         """Record that the run is alive; True when it was asked to cancel."""
@@ -294,8 +316,7 @@ class OrchestrationAPI:
             fencing_token=fencing_token,
         )
         req = pb.SetTaskRunStateRequest(task_run_id=task_run_id, proposal=proposal)
-        resp = await self._write("SetTaskRunState", req)
-        return st.proposal_result_from_proto(resp.result)
+        return st.proposal_result_from_proto(await self._propose("SetTaskRunState", req))
 
     # ------------------------------------------------------------ states
 

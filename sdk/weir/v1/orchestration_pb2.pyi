@@ -816,6 +816,94 @@ class SetFlowRunStateResponse(_message.Message):
 Global___SetFlowRunStateResponse: _TypeAlias = SetFlowRunStateResponse  # noqa: Y015
 
 @_typing.final
+class ProposeStatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_FIELD_NUMBER: _builtins.int
+    FLOW_RUN_FIELD_NUMBER: _builtins.int
+    TASK_RUN_FIELD_NUMBER: _builtins.int
+    tag: _builtins.int
+    """Chosen by the client (unique among its requests in flight), echoed in the answer."""
+    @_builtins.property
+    def flow_run(self) -> Global___SetFlowRunStateRequest: ...
+    @_builtins.property
+    def task_run(self) -> Global___SetTaskRunStateRequest: ...
+    def __init__(
+        self,
+        *,
+        tag: _builtins.int = ...,
+        flow_run: Global___SetFlowRunStateRequest | None = ...,
+        task_run: Global___SetTaskRunStateRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["flow_run", b"flow_run", "request", b"request", "task_run", b"task_run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flow_run", b"flow_run", "request", b"request", "tag", b"tag", "task_run", b"task_run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["flow_run", "task_run"]  # noqa: Y015
+    _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
+
+Global___ProposeStatesRequest: _TypeAlias = ProposeStatesRequest  # noqa: Y015
+
+@_typing.final
+class ProposeStatesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    tag: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___ProposalResult: ...
+    @_builtins.property
+    def error(self) -> Global___CallError:
+        """The status the unary call would have ended with (never OK)."""
+
+    def __init__(
+        self,
+        *,
+        tag: _builtins.int = ...,
+        result: Global___ProposalResult | None = ...,
+        error: Global___CallError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "result", b"result", "tag", b"tag"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["result", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___ProposeStatesResponse: _TypeAlias = ProposeStatesResponse  # noqa: Y015
+
+@_typing.final
+class CallError(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """A google.rpc.Code / grpc.StatusCode value."""
+    message: _builtins.str
+    field: _builtins.str
+    """The offending request field, as in the `weir-field` trailing metadata."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        field: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field", b"field", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallError: _TypeAlias = CallError  # noqa: Y015
+
+@_typing.final
 class HeartbeatFlowRunRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

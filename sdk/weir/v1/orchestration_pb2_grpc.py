@@ -134,6 +134,11 @@ class OrchestrationServiceStub:
                 request_serializer=weir_dot_v1_dot_orchestration__pb2.SyncRunsRequest.SerializeToString,
                 response_deserializer=weir_dot_v1_dot_orchestration__pb2.SyncRunsResponse.FromString,
                 _registered_method=True)
+        self.ProposeStates = channel.stream_stream(
+                '/weir.v1.OrchestrationService/ProposeStates',
+                request_serializer=weir_dot_v1_dot_orchestration__pb2.ProposeStatesRequest.SerializeToString,
+                response_deserializer=weir_dot_v1_dot_orchestration__pb2.ProposeStatesResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestrationServiceServicer:
@@ -264,6 +269,19 @@ class OrchestrationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProposeStates(self, request_iterator, context):
+        """State proposals, flow-run or task-run, over one stream that a client
+        keeps open: the same decisions as SetFlowRunState / SetTaskRunState,
+        without gRPC's cost of a call per proposal (about half of a unary round
+        trip). Each request is answered once, by its tag, as soon as it is
+        decided; proposals for one run are decided in the order they arrived.
+        A request that fails gets its status in the answer and the stream goes
+        on; the stream itself ends only on a transport or authentication error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestrationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -366,6 +384,11 @@ def add_OrchestrationServiceServicer_to_server(servicer, server):
                     servicer.SyncRuns,
                     request_deserializer=weir_dot_v1_dot_orchestration__pb2.SyncRunsRequest.FromString,
                     response_serializer=weir_dot_v1_dot_orchestration__pb2.SyncRunsResponse.SerializeToString,
+            ),
+            'ProposeStates': grpc.stream_stream_rpc_method_handler(
+                    servicer.ProposeStates,
+                    request_deserializer=weir_dot_v1_dot_orchestration__pb2.ProposeStatesRequest.FromString,
+                    response_serializer=weir_dot_v1_dot_orchestration__pb2.ProposeStatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -908,6 +931,33 @@ class OrchestrationService:
             '/weir.v1.OrchestrationService/SyncRuns',
             weir_dot_v1_dot_orchestration__pb2.SyncRunsRequest.SerializeToString,
             weir_dot_v1_dot_orchestration__pb2.SyncRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeStates(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/weir.v1.OrchestrationService/ProposeStates',
+            weir_dot_v1_dot_orchestration__pb2.ProposeStatesRequest.SerializeToString,
+            weir_dot_v1_dot_orchestration__pb2.ProposeStatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,15 @@ class OrchestrationServiceStub:
     sequence after commit; proposals marked wait_for_decision get a
     Decision message of their own.
     """
+    ProposeStates: _grpc.StreamStreamMultiCallable[_orchestration_pb2.ProposeStatesRequest, _orchestration_pb2.ProposeStatesResponse]
+    """State proposals, flow-run or task-run, over one stream that a client
+    keeps open: the same decisions as SetFlowRunState / SetTaskRunState,
+    without gRPC's cost of a call per proposal (about half of a unary round
+    trip). Each request is answered once, by its tag, as soon as it is
+    decided; proposals for one run are decided in the order they arrived.
+    A request that fails gets its status in the answer and the stream goes
+    on; the stream itself ends only on a transport or authentication error.
+    """
 
 @_typing.type_check_only
 class OrchestrationServiceAsyncStub(OrchestrationServiceStub):
@@ -86,6 +95,15 @@ class OrchestrationServiceAsyncStub(OrchestrationServiceStub):
     writes what has arrived in one transaction and acks the highest
     sequence after commit; proposals marked wait_for_decision get a
     Decision message of their own.
+    """
+    ProposeStates: _aio.StreamStreamMultiCallable[_orchestration_pb2.ProposeStatesRequest, _orchestration_pb2.ProposeStatesResponse]  # type: ignore[assignment]
+    """State proposals, flow-run or task-run, over one stream that a client
+    keeps open: the same decisions as SetFlowRunState / SetTaskRunState,
+    without gRPC's cost of a call per proposal (about half of a unary round
+    trip). Each request is answered once, by its tag, as soon as it is
+    decided; proposals for one run are decided in the order they arrived.
+    A request that fails gets its status in the answer and the stream goes
+    on; the stream itself ends only on a transport or authentication error.
     """
 
 class OrchestrationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -233,6 +251,21 @@ class OrchestrationServiceServicer(metaclass=_abc_1.ABCMeta):
         writes what has arrived in one transaction and acks the highest
         sequence after commit; proposals marked wait_for_decision get a
         Decision message of their own.
+        """
+
+    @_abc_1.abstractmethod
+    def ProposeStates(
+        self,
+        request_iterator: _MaybeAsyncIterator[_orchestration_pb2.ProposeStatesRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orchestration_pb2.ProposeStatesResponse], _abc.AsyncIterator[_orchestration_pb2.ProposeStatesResponse]]:
+        """State proposals, flow-run or task-run, over one stream that a client
+        keeps open: the same decisions as SetFlowRunState / SetTaskRunState,
+        without gRPC's cost of a call per proposal (about half of a unary round
+        trip). Each request is answered once, by its tag, as soon as it is
+        decided; proposals for one run are decided in the order they arrived.
+        A request that fails gets its status in the answer and the stream goes
+        on; the stream itself ends only on a transport or authentication error.
         """
 
 def add_OrchestrationServiceServicer_to_server(servicer: OrchestrationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
