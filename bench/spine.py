@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Figures for the spine: cold start, state-proposal round trip, SyncRuns ingest.
+"""Figures for the spine: cold start, state-proposal round trip (unary, and over the
+ProposeStates stream the SDK uses), SyncRuns ingest.
 
     python bench/spine.py [--only coldstart,roundtrip,ingest] [--backends sqlite,postgres,postgres-split]
 
@@ -17,6 +18,7 @@ against the orchestration process).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -227,6 +229,72 @@ def bench_roundtrip(server: Server | SplitServices, runs: int) -> dict[str, obje
     return {"p50_ms": pct(samples, 0.5), "p99_ms": pct(samples, 0.99), "n": len(samples)}
 
 
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+def _run_async(coro: Any) -> Any:
+    """Run ``coro`` on one event loop kept for the whole bench: grpc.aio's poller outlives a
+    loop that ``asyncio.run`` closes, and reports "Event loop is closed" on the next one."""
+    global _LOOP
+    if _LOOP is None:
+        _LOOP = asyncio.new_event_loop()
+    return _LOOP.run_until_complete(coro)
+
+
+def bench_stream_roundtrip(server: Server | SplitServices, runs: int) -> dict[str, object]:
+    """The same proposals as :func:`bench_roundtrip`, over one ``ProposeStates`` stream from a
+    ``grpc.aio`` client: the path the SDK takes (``weir.client._proposals``)."""
+
+    async def measure() -> list[float]:
+        channel = grpc.aio.insecure_channel(server.address)
+        stub = orchestration_pb2_grpc.OrchestrationServiceStub(channel)
+        call = stub.ProposeStates()
+        flow = f"bench-rts-{uuid.uuid4().hex[:6]}"
+        samples: list[float] = []
+        tag = 0
+        for i in range(runs + 20):  # the first 20 warm up
+            run = (await stub.CreateFlowRun(pb.CreateFlowRunRequest(flow_name=flow))).flow_run
+            for t in (3, 5):  # RUNNING, COMPLETED
+                tag += 1
+                request = pb.SetFlowRunStateRequest(flow_run_id=run.id, proposal=pb.StateProposal(state=_state(t)))
+                t0 = time.perf_counter()
+                await call.write(pb.ProposeStatesRequest(tag=tag, flow_run=request))
+                answer = await call.read()
+                if i >= 20:
+                    samples.append((time.perf_counter() - t0) * 1000)
+                assert answer.tag == tag and answer.result.decision == pb.ACCEPT, answer
+        await call.done_writing()
+        await channel.close()
+        return samples
+
+    samples = _run_async(measure())
+    return {"p50_ms": pct(samples, 0.5), "p99_ms": pct(samples, 0.99), "n": len(samples)}
+
+
+def bench_sdk_roundtrip(server: Server | SplitServices, runs: int) -> dict[str, object]:
+    """``AsyncWeirClient.set_flow_run_state``: the stream plus the SDK's own conversions."""
+    from weir.client import AsyncWeirClient
+    from weir.client.types import State, StateType
+
+    async def measure() -> list[float]:
+        samples: list[float] = []
+        flow = f"bench-rtc-{uuid.uuid4().hex[:6]}"
+        async with AsyncWeirClient(server.address) as client:
+            for i in range(runs + 20):  # the first 20 warm up
+                run = await client.create_flow_run(flow_name=flow)
+                for t in (StateType.RUNNING, StateType.COMPLETED):
+                    state = State(type=t)
+                    t0 = time.perf_counter()
+                    result = await client.set_flow_run_state(run.id, state)
+                    if i >= 20:
+                        samples.append((time.perf_counter() - t0) * 1000)
+                    assert result.decision.name == "ACCEPT", result
+        return samples
+
+    samples = _run_async(measure())
+    return {"p50_ms": pct(samples, 0.5), "p99_ms": pct(samples, 0.99), "n": len(samples)}
+
+
 def bench_ingest(server: Server | SplitServices, total: int, batch: int) -> dict[str, object]:
     channel = grpc.insecure_channel(server.address, options=[("grpc.max_send_message_length", 64 << 20)])
     stub = orchestration_pb2_grpc.OrchestrationServiceStub(channel)
@@ -295,6 +363,18 @@ def main() -> int:
                 print(
                     f"[{backend}] state proposal round trip: p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms "
                     f"(n={r['n']})"
+                )
+                r = bench_stream_roundtrip(server, args.runs)
+                out[f"roundtrip_stream_{backend}"] = r
+                print(
+                    f"[{backend}] state proposal round trip, ProposeStates stream: p50 {r['p50_ms']:.3f} ms, "
+                    f"p99 {r['p99_ms']:.3f} ms (n={r['n']})"
+                )
+                r = bench_sdk_roundtrip(server, args.runs)
+                out[f"roundtrip_sdk_{backend}"] = r
+                print(
+                    f"[{backend}] state proposal, AsyncWeirClient.set_flow_run_state: p50 {r['p50_ms']:.3f} ms, "
+                    f"p99 {r['p99_ms']:.3f} ms (n={r['n']})"
                 )
             if "ingest" in only:
                 r = bench_ingest(server, args.ingest, args.batch)
