@@ -136,7 +136,9 @@ async def test_a_replica_killed_during_assignments_loses_and_duplicates_nothing(
     a = api_for(a_address, topology.addresses["orchestration"])
     b = api_for(topology.addresses["deployments-b"], topology.addresses["orchestration"])
     pool, dep_id = await setup_pool(b)
-    wb = await FakeWorker.connect(b, pool, "survivor", slots=1)
+    # The survivor connects without free slots, so that the runs go to the doomed worker first
+    # (with a slot it could race the doomed worker for every run and win them all).
+    wb = await FakeWorker.connect(b, pool, "survivor", slots=0)
     seen: Counter[str] = Counter()
     stop = asyncio.Event()
     task = asyncio.create_task(work(wb, b, seen, stop))
@@ -150,6 +152,8 @@ async def test_a_replica_killed_during_assignments_loses_and_duplicates_nothing(
         await doomed.next("assign")
         topology.kill("deployments-a")
         await doomed.close()
+        # Only now may the survivor work: it must get the doomed worker's runs back as well.
+        await wb.send(credit=pb.Credit(free_slots=1))
         await all_completed(b, ids, timeout=60)
         assert set(seen) == ids and all(n == 1 for n in seen.values()), seen
         # A comes back on the same port; it serves again and nothing is created twice.
