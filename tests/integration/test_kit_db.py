@@ -273,3 +273,59 @@ async def test_a_cancelled_transaction_does_not_poison_the_next(db: Database) ->
     async with db.read() as session:
         ids = sorted((await session.execute(select(things.c.id))).scalars().all())
     assert ids == ["after-0", "after-1", "after-2"]
+
+
+async def test_autocommit_statements_on_the_driver_commit_each_on_their_own(db: Database) -> None:
+    # Postgres: each prepared statement commits by itself. SQLite: autocommit() is
+    # transaction() (its writes queue behind one writer), so the block is one transaction.
+    committed: list[int] = []
+    db.add_commit_listener(lambda: committed.append(1))
+    with pytest.raises(RuntimeError):
+        async with db.autocommit() as session:
+            await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": "own"})
+            if db.is_postgres:
+                assert await count(db) == 1  # committed already: another connection sees it
+            raise RuntimeError("the block fails")
+    assert await count(db) == (1 if db.is_postgres else 0)
+    assert committed == []  # a block that failed notifies nobody
+    async with db.autocommit() as session:
+        await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": "next"})
+    assert await count(db) == (2 if db.is_postgres else 1)
+    assert committed == [1]
+
+
+async def test_autocommit_statements_through_the_session_end_with_the_block(db: Database) -> None:
+    # A statement SQLAlchemy runs begins a transaction as usual: the block's end commits it,
+    # or rolls it back on an error, and the held connection is clean for the next block.
+    with pytest.raises(RuntimeError):
+        async with db.autocommit() as session:
+            await session.execute(insert(things).values(id="rolled-back"))
+            raise RuntimeError("roll back")
+    assert await count(db) == 0
+    async with db.autocommit() as session:
+        await session.execute(insert(things).values(id="kept"))
+        await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": "kept-too"})
+    async with db.read() as session:
+        assert sorted((await session.execute(select(things.c.id))).scalars().all()) == ["kept", "kept-too"]
+
+
+async def test_a_cancelled_autocommit_block_does_not_poison_the_next(db: Database) -> None:
+    entered = asyncio.Event()
+
+    async def hang() -> None:
+        async with db.autocommit() as session:
+            await session.execute(insert(things).values(id="cancelled"))
+            entered.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(hang())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for i in range(3):
+        async with db.autocommit() as session:
+            await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": f"after-{i}"})
+    async with db.read() as session:
+        ids = sorted((await session.execute(select(things.c.id))).scalars().all())
+    assert ids == ["after-0", "after-1", "after-2"]
