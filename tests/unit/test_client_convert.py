@@ -112,6 +112,28 @@ def test_unspecified_state_type_is_an_error() -> None:
         states.state_from_proto(common_pb2.State())
 
 
+def test_every_state_type_and_decision_converts_both_ways() -> None:
+    for state_type in StateType:
+        number = common_pb2.StateType.Value(state_type.value)
+        assert states.state_type_to_proto(state_type) == number
+        assert states.state_type_from_proto(number) is state_type
+    with pytest.raises(ValueError, match="unknown state type 99"):
+        states.state_type_from_proto(99)  # type: ignore[arg-type]
+    for decision in Decision:
+        msg = orchestration_pb2.ProposalResult(decision=orchestration_pb2.Decision.Value(decision.value))
+        assert states.proposal_result_from_proto(msg).decision is decision
+    with pytest.raises(ValueError, match="unspecified"):
+        states.proposal_result_from_proto(orchestration_pb2.ProposalResult())
+
+
+def test_state_details_are_sent_only_when_there_are_some() -> None:
+    assert not states.state_to_proto(State(type=StateType.RUNNING)).HasField("details")
+    one = State(type=StateType.PENDING, details=StateDetails(fencing_token="t"))
+    msg = states.state_to_proto(one)
+    assert msg.details.fencing_token == "t"
+    assert states.state_from_proto(msg) == one
+
+
 @pytest.mark.parametrize("decision", list(Decision))
 def test_proposal_result_round_trip(decision: Decision) -> None:
     result = ProposalResult(decision=decision, state=STATE, reason="why", delay_seconds=1.5, rule="R")

@@ -13,18 +13,33 @@ from weir.client.types import (
 )
 from weir.v1 import common_pb2, orchestration_pb2
 
+# Enum conversions by table: the protobuf enum wrappers' Name()/Value() cost a few us each, and
+# every state that crosses the wire takes one or two.
+_STATE_TYPE_BY_NUMBER = {common_pb2.StateType.Value(t.value): t for t in StateType}
+_STATE_TYPE_NUMBER = {t: n for n, t in _STATE_TYPE_BY_NUMBER.items()}
+_DECISION_BY_NUMBER = {orchestration_pb2.Decision.Value(d.value): d for d in Decision}
+
 
 def state_type_to_proto(value: StateType) -> common_pb2.StateType.ValueType:
-    return common_pb2.StateType.Value(value.value)
+    return _STATE_TYPE_NUMBER[value]
 
 
 def state_type_from_proto(value: common_pb2.StateType.ValueType) -> StateType:
-    if value == common_pb2.STATE_TYPE_UNSPECIFIED:
-        raise ValueError("state type is unspecified")
-    return StateType(common_pb2.StateType.Name(value))
+    found = _STATE_TYPE_BY_NUMBER.get(value)
+    if found is None:
+        if value == common_pb2.STATE_TYPE_UNSPECIFIED:
+            raise ValueError("state type is unspecified")
+        raise ValueError(f"unknown state type {value}")
+    return found
+
+
+#: Most states carry no details: they share this one (the models are frozen).
+_NO_DETAILS = StateDetails()
 
 
 def details_from_proto(msg: common_pb2.StateDetails) -> StateDetails:
+    if not msg.ByteSize():
+        return _NO_DETAILS
     return StateDetails(
         scheduled_time=ts(msg, "scheduled_time"),
         cache_key=opt(msg.cache_key),
@@ -72,11 +87,12 @@ def state_from_proto(msg: common_pb2.State) -> State:
 def state_to_proto(value: State) -> common_pb2.State:
     msg = common_pb2.State(
         id=value.id or "",
-        type=state_type_to_proto(value.type),
+        type=_STATE_TYPE_NUMBER[value.type],
         name=value.name or "",
         message=value.message or "",
-        details=details_to_proto(value.details),
     )
+    if value.details != _NO_DETAILS:  # most proposals carry none: leave the field unset
+        msg.details.CopyFrom(details_to_proto(value.details))
     set_ts(msg, "timestamp", value.timestamp)
     if value.data is not None:
         msg.data.CopyFrom(to_value(value.data))
@@ -106,11 +122,12 @@ def proposal_to_proto(
 
 
 def proposal_result_from_proto(msg: orchestration_pb2.ProposalResult) -> ProposalResult:
-    if msg.decision == orchestration_pb2.DECISION_UNSPECIFIED:
-        raise ValueError("decision is unspecified")
+    decision = _DECISION_BY_NUMBER.get(msg.decision)
+    if decision is None:
+        raise ValueError(f"decision is unspecified or unknown ({msg.decision})")
     return ProposalResult(
-        decision=Decision(orchestration_pb2.Decision.Name(msg.decision)),
-        state=optional_state(msg),
+        decision=decision,
+        state=state_from_proto(msg.state) if msg.HasField("state") else None,
         reason=opt(msg.reason),
         delay_seconds=msg.delay_seconds,
         rule=opt(msg.rule),
