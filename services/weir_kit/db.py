@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -38,6 +39,8 @@ from typing import Any
 import aiosqlite
 from sqlalchemy import DateTime, event, make_url, text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
@@ -193,10 +196,19 @@ class _Writer:
         return cls(connection, (await connection.get_raw_connection()).driver_connection)
 
     def stale(self, max_age: float) -> bool:
-        return self.connection.invalidated or time.monotonic() - self.born > max_age
+        """Not to be used again: invalidated, too old, or (Postgres) its connection closed, which
+        asyncpg notices when the server ends it (a restart, a failover, an administrator)."""
+        return (
+            self.connection.invalidated
+            or time.monotonic() - self.born > max_age
+            or (self.asyncpg is not None and self.asyncpg.is_closed())
+        )
 
     async def close(self) -> None:
         try:
+            if self.asyncpg is not None and self.asyncpg.is_closed():
+                # The server ended it: the pool, which does not ping, would hand it out again.
+                await self.connection.invalidate()
             await self.session.close()
             await self.connection.close()
         except Exception as exc:  # a broken connection: let the pool discard it
@@ -250,9 +262,19 @@ class Database:
                 # request using it and is invalidated by SQLAlchemy; recycling keeps
                 # idle connections from being cut by proxies.
                 pool_recycle=1800,
-                connect_args={"server_settings": {"search_path": self.schema}},
+                # application_name: operators see which service a connection belongs to.
+                connect_args={"server_settings": {"search_path": self.schema, "application_name": f"weir-{service}"}},
             )
             self.read_engine = self.write_engine = engine
+
+            @event.listens_for(engine.sync_engine, "checkout")
+            def _on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+                # The pool does not ping (a round trip per checkout), but a connection the server
+                # ended while it sat in the pool is known to asyncpg as closed: the pool then
+                # discards it and connects anew, and the request never sees it.
+                if dbapi_conn.driver_connection.is_closed():
+                    raise DisconnectionError("the server ended this pooled connection")
+
         # Postgres reads run without a transaction: BEGIN and ROLLBACK around a point read were
         # two of its three round trips. Nothing is lost: at READ COMMITTED (the default) each
         # statement took a snapshot of its own inside the transaction too.
@@ -371,8 +393,9 @@ class Database:
                 async with writer.session.begin():
                     yield writer.session
             reusable = True
-        except Exception:
-            reusable = True  # rolled back; the connection itself is fine unless invalidated
+        except Exception as exc:
+            # Rolled back; the connection itself is fine unless it was lost.
+            reusable = not connection_lost(exc)
             raise
         finally:
             await self._give_back(writer, reusable)
@@ -500,7 +523,7 @@ class _Autocommit:
         self.writer = None
         session = writer.session
         # Finished (committed or rolled back) unless interrupted by a BaseException (a cancel).
-        reusable = exc_type is None or issubclass(exc_type, Exception)
+        reusable = exc_type is None or (issubclass(exc_type, Exception) and not connection_lost(exc))
         try:
             if exc_type is None:
                 if session.in_transaction():
@@ -508,11 +531,38 @@ class _Autocommit:
             elif session.in_transaction():
                 with contextlib.suppress(Exception):
                     await session.rollback()
-        except Exception:
-            reusable = True  # a failed commit was rolled back; the connection is fine unless invalidated
+        except Exception as commit_error:
+            # A failed commit was rolled back; the connection is fine unless it was lost.
+            reusable = not connection_lost(commit_error)
             raise
         finally:
             await self.db._give_back(writer, reusable)
         if exc_type is None:
             for listener in self.db._commit_listeners:
                 listener()
+
+
+def connection_lost(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an error that caused it, says the database could not be reached or
+    dropped the connection: a fault of the moment that a client may retry (UNAVAILABLE), not a
+    bad request or a bug. The connection it happened on must not be used again."""
+    asyncpg = sys.modules.get("asyncpg")  # not imported: no asyncpg error can have happened
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        if isinstance(exc, ConnectionError | PoolTimeout):
+            return True
+        if asyncpg is not None:
+            errors = asyncpg.exceptions
+            # Class 08 (connection exception) and 57 (operator intervention: shutdown, restart).
+            if isinstance(exc, errors.PostgresConnectionError | errors.OperatorInterventionError):
+                return True
+            # Raised by asyncpg itself for a connection the server ended, or that it gave up on.
+            if isinstance(exc, errors.ConnectionDoesNotExistError | errors.InternalClientError):
+                return True
+            if isinstance(exc, errors.InterfaceError) and "connection is closed" in str(exc):
+                return True
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return False

@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from weir.errors import FIELD_METADATA_KEY, Unauthenticated, WeirError
+from weir_kit.db import connection_lost
 from weir_kit.loops import FOREGROUND
 from weir_kit.settings import KitSettings
 
@@ -34,6 +35,21 @@ async def _abort(context: grpc.aio.ServicerContext, exc: WeirError) -> None:
     if exc.field:
         context.set_trailing_metadata(((FIELD_METADATA_KEY, exc.field),))
     await context.abort(exc.status, exc.message)
+
+
+def unhandled_status(method: str, exc: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status for an exception that is not a ``WeirError``: UNAVAILABLE when the database
+    could not be reached or dropped the connection (the next call may well succeed, on a new
+    connection), INTERNAL otherwise (a bug: logged with its traceback)."""
+    if connection_lost(exc):
+        log.warning("%s: the database is unavailable: %s: %s", method, type(exc).__name__, exc)
+        return grpc.StatusCode.UNAVAILABLE, f"the database is unavailable ({type(exc).__name__}); try again"
+    log.exception("unhandled error in %s", method, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}"
+
+
+async def _abort_unhandled(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
+    await context.abort(*unhandled_status(method, exc))
 
 
 def _is_internal_abort(exc: BaseException) -> bool:
@@ -84,8 +100,7 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, denied: bool) -> grpc.Rpc
             except Exception as exc:
                 if _is_internal_abort(exc):
                     raise
-                log.exception("unhandled error in %s", method)
-                await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}")
+                await _abort_unhandled(context, method, exc)
             finally:
                 FOREGROUND.leave()
                 if log.isEnabledFor(logging.DEBUG):
@@ -110,8 +125,7 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, denied: bool) -> grpc.Rpc
             except Exception as exc:
                 if _is_internal_abort(exc):
                     raise
-                log.exception("unhandled error in %s", method)
-                await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}")
+                await _abort_unhandled(context, method, exc)
 
         return call
 

@@ -26,6 +26,7 @@ import grpc
 
 from weir.errors import InvalidArgument, WeirError
 from weir.v1 import orchestration_pb2 as pb
+from weir_kit.grpc_server import unhandled_status
 from weir_kit.loops import FOREGROUND
 from weir_kit.runtime import ServiceContext
 from weir_orchestration import states
@@ -56,9 +57,7 @@ async def _decide(
     except WeirError as exc:
         return _error_answer(msg.tag, exc.status, exc.message, exc.field)
     except Exception as exc:  # as the interceptor does for a unary call
-        log.exception("unhandled error in ProposeStates")
-        message = f"internal error in ProposeStates: {type(exc).__name__}"
-        return _error_answer(msg.tag, grpc.StatusCode.INTERNAL, message)
+        return _error_answer(msg.tag, *unhandled_status("ProposeStates", exc))
     return pb.ProposeStatesResponse(tag=msg.tag, result=result)
 
 
