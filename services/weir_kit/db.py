@@ -195,18 +195,19 @@ class _Writer:
         connection = await engine.connect()
         return cls(connection, (await connection.get_raw_connection()).driver_connection)
 
+    @property
+    def lost(self) -> bool:
+        """Postgres: its connection is closed, which asyncpg notices when the server ends it
+        (a restart, a failover, an administrator)."""
+        return self.asyncpg is not None and self.asyncpg.is_closed()
+
     def stale(self, max_age: float) -> bool:
-        """Not to be used again: invalidated, too old, or (Postgres) its connection closed, which
-        asyncpg notices when the server ends it (a restart, a failover, an administrator)."""
-        return (
-            self.connection.invalidated
-            or time.monotonic() - self.born > max_age
-            or (self.asyncpg is not None and self.asyncpg.is_closed())
-        )
+        """Not to be used again: invalidated, too old, or lost."""
+        return self.connection.invalidated or time.monotonic() - self.born > max_age or self.lost
 
     async def close(self) -> None:
         try:
-            if self.asyncpg is not None and self.asyncpg.is_closed():
+            if self.lost:
                 # The server ended it: the pool, which does not ping, would hand it out again.
                 await self.connection.invalidate()
             await self.session.close()

@@ -127,7 +127,7 @@ def proposal_result_from_proto(msg: orchestration_pb2.ProposalResult) -> Proposa
         raise ValueError(f"decision is unspecified or unknown ({msg.decision})")
     return ProposalResult(
         decision=decision,
-        state=state_from_proto(msg.state) if msg.HasField("state") else None,
+        state=optional_state(msg),
         reason=opt(msg.reason),
         delay_seconds=msg.delay_seconds,
         rule=opt(msg.rule),
