@@ -34,6 +34,7 @@ from weir_kit import paging
 from weir_kit.events import new_event, resource
 from weir_kit.runtime import ServiceContext
 from weir_kit.sqlfilters import contains_text, tags_all
+from weir_kit.values import short_text
 
 log = logging.getLogger("weir.deployments")
 
@@ -105,11 +106,11 @@ async def upsert(
     jobvars = struct_to_dict(msg.job_variables)
     now = svc.clock()
     values = {
-        "version": msg.version,
-        "description": msg.description,
+        "version": short_text(msg.version, "deployment.version"),
+        "description": short_text(msg.description, "deployment.description", None),
         "tags": sorted(set(msg.tags)),
-        "entrypoint": msg.entrypoint,
-        "working_directory": msg.working_directory,
+        "entrypoint": short_text(msg.entrypoint, "deployment.entrypoint", None),
+        "working_directory": short_text(msg.working_directory, "deployment.working_directory", None),
         "parameters": params,
         "parameter_schema": schema,
         "job_variables": jobvars,
@@ -232,7 +233,7 @@ async def resolve(session: AsyncSession, deployment_id: str, full_name: str) -> 
         raise InvalidArgument("give exactly one of id or full_name", field="id")
     if deployment_id:
         return await fetch(session, parse_id(deployment_id, "id"))
-    flow_name, sep, name = full_name.partition("/")
+    flow_name, sep, name = short_text(full_name, "full_name", None).partition("/")
     if not sep or not flow_name or not name:
         raise InvalidArgument(f"full_name must be 'flow_name/deployment_name', got {full_name!r}", field="full_name")
     query = select(deployments).where(deployments.c.flow_name == flow_name, deployments.c.name == name)
@@ -248,11 +249,12 @@ async def list_deployments(svc: ServiceContext, req: pb.ListDeploymentsRequest) 
     c = deployments.c
     query = select(deployments).order_by(c.flow_name, c.name).limit(size + 1)
     if req.name_like:
-        query = query.where(contains_text(c.flow_name, req.name_like) | contains_text(c.name, req.name_like))
+        like = short_text(req.name_like, "name_like", None)
+        query = query.where(contains_text(c.flow_name, like) | contains_text(c.name, like))
     if req.flow_name:
-        query = query.where(c.flow_name == req.flow_name)
+        query = query.where(c.flow_name == short_text(req.flow_name, "flow_name", None))
     if req.work_pool_name:
-        query = query.where(c.work_pool_name == req.work_pool_name)
+        query = query.where(c.work_pool_name == short_text(req.work_pool_name, "work_pool_name", None))
     for clause in tags_all(c.tags, list(req.tags_all)):
         query = query.where(clause)
     if after is not None:

@@ -7,7 +7,7 @@ from typing import Any
 from weir._proto import dict_to_struct, struct_to_dict, timestamp_to_datetime, to_timestamp
 from weir.errors import InvalidArgument
 from weir.v1 import deployments_pb2 as pb
-from weir_kit.values import parse_id
+from weir_kit.values import parse_id, short_text
 
 __all__ = [
     "check_name",
@@ -27,14 +27,13 @@ COLLISION_VALUES = {"ENQUEUE": pb.ENQUEUE, "CANCEL_NEW": pb.CANCEL_NEW}
 
 
 def check_name(value: str, field: str, *, required: bool = True) -> str:
-    """A trimmed name of at most 255 characters, with no '/' (it separates flow and deployment)."""
-    value = value.strip()
+    """A trimmed name of at most 255 characters, with no NUL and no '/' (it separates flow and
+    deployment)."""
+    value = short_text(value.strip(), field)
     if not value:
         if required:
             raise InvalidArgument(f"{field} is required", field=field)
         return ""
-    if len(value) > 255:
-        raise InvalidArgument(f"{field} is longer than 255 characters", field=field)
     if "/" in value:
         raise InvalidArgument(f"{field} may not contain '/': {value!r}", field=field)
     return value

@@ -30,6 +30,7 @@ from weir_deployments.remote import Orchestration
 from weir_deployments.sql import insert_ignore
 from weir_deployments.work_pools import fetch_pool, fetch_queue
 from weir_kit.runtime import ServiceContext
+from weir_kit.values import short_text
 
 log = logging.getLogger("weir.deployments.runs")
 
@@ -110,9 +111,10 @@ async def create_from_deployment(
 ) -> tuple[pb.CreateFlowRunFromDeploymentResponse, str]:
     """Create a run; returns the answer and the pool to wake."""
     deployment_id = parse_id(req.deployment_id, "deployment_id")
-    key = req.idempotency_key.strip()
-    if len(key) > 255:
-        raise InvalidArgument("idempotency_key is longer than 255 characters", field="idempotency_key")
+    # Checked as orchestration will check them: a run accepted here that orchestration then
+    # refuses to create would never exist, however often it is retried.
+    key = short_text(req.idempotency_key.strip(), "idempotency_key")
+    name = short_text(req.name, "name")
     now = svc.clock()
     scheduled = timestamp_to_datetime(req.scheduled_time) if req.HasField("scheduled_time") else None
     run_vars = struct_to_dict(req.job_variables)
@@ -144,7 +146,7 @@ async def create_from_deployment(
             when,
             parameters=parameters,
             tags=req.tags,
-            name=req.name,
+            name=name,
             idempotency_key=key,
             parent_task_run_id=parent,
         )

@@ -25,6 +25,7 @@ from weir_deployments.sql import insert_ignore
 from weir_kit import paging
 from weir_kit.events import new_event, resource
 from weir_kit.runtime import ServiceContext
+from weir_kit.values import short_text
 
 DEFAULT_QUEUE = "default"
 #: Pool types whose default template is the process template.
@@ -76,7 +77,7 @@ def _limit(value: int, field: str) -> int:
 async def upsert_pool(svc: ServiceContext, req: pb.UpsertWorkPoolRequest) -> pb.UpsertWorkPoolResponse:
     msg = req.work_pool
     name = check_name(msg.name, "work_pool.name")
-    kind = msg.type.strip() or "process"
+    kind = short_text(msg.type.strip(), "work_pool.type", 64) or "process"
     template = struct_to_dict(msg.base_job_template) if msg.HasField("base_job_template") else {}
     if not template:
         if kind not in PROCESS_TYPES:
@@ -90,7 +91,7 @@ async def upsert_pool(svc: ServiceContext, req: pb.UpsertWorkPoolRequest) -> pb.
     now = svc.clock()
     values = {
         "type": kind,
-        "description": msg.description,
+        "description": short_text(msg.description, "work_pool.description", None),
         "base_job_template": template,
         "paused": msg.paused,
         "concurrency_limit": limit,
@@ -196,7 +197,7 @@ async def upsert_queue(svc: ServiceContext, req: pb.UpsertWorkQueueRequest) -> p
         "priority": msg.priority or 1,
         "concurrency_limit": _limit(msg.concurrency_limit, "work_queue.concurrency_limit"),
         "paused": msg.paused,
-        "description": msg.description,
+        "description": short_text(msg.description, "work_queue.description", None),
     }
     now = svc.clock()
     async with svc.db.transaction() as session:
@@ -228,7 +229,7 @@ async def get_queue(svc: ServiceContext, req: pb.GetWorkQueueRequest) -> pb.GetW
 async def list_queues(svc: ServiceContext, req: pb.ListWorkQueuesRequest) -> pb.ListWorkQueuesResponse:
     pool = check_name(req.work_pool_name, "work_pool_name")
     size = paging.page_size(req.page.page_size)
-    after = paging.decode_token(req.page.page_token, 2)
+    after = paging.decode_token(req.page.page_token, 2, (int, str))
     c = work_queues.c
     query = select(work_queues).where(c.work_pool_name == pool).order_by(c.priority, c.name).limit(size + 1)
     if after is not None:

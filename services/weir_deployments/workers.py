@@ -252,7 +252,7 @@ async def list_workers(svc: ServiceContext, req: pb.ListWorkersRequest) -> pb.Li
     c = workers.c
     query = select(workers).order_by(c.work_pool_name, c.name).limit(size + 1)
     if req.work_pool_name:
-        query = query.where(c.work_pool_name == req.work_pool_name)
+        query = query.where(c.work_pool_name == check_name(req.work_pool_name, "work_pool_name"))
     if after is not None:
         query = query.where((c.work_pool_name > after[0]) | ((c.work_pool_name == after[0]) & (c.name > after[1])))
     async with svc.db.read() as session:

@@ -19,6 +19,7 @@ from weir.errors import InvalidArgument
 from weir.v1 import common_pb2, events_pb2
 from weir_events.models import event_resources, events
 from weir_kit.events import RESOURCE_ID
+from weir_kit.values import short_texts
 
 LIKE_ESCAPE = "\\"
 _SUBJECT_SAFE_EXTRA = "-_"
@@ -60,6 +61,9 @@ def parse_filter(message: events_pb2.EventFilter, field: str = "filter") -> Even
     for i, resource_id in enumerate(message.resource_ids):
         if not resource_id:
             raise InvalidArgument("a resource id must not be empty", field=f"{field}.resource_ids[{i}]")
+    # No stored event holds a NUL (emitting refuses it), and Postgres refuses one in a filter.
+    short_texts(message.event_prefixes, f"{field}.event_prefixes", None)
+    short_texts(message.resource_ids, f"{field}.resource_ids", None)
     return EventCriteria(
         prefixes=tuple(dict.fromkeys(message.event_prefixes)),
         resource_ids=tuple(dict.fromkeys(message.resource_ids)),

@@ -29,7 +29,7 @@ from weir_events.models import event_resources, events
 from weir_events.records import event_row, invalid_reason, resource_rows
 from weir_events.settings import EventsSettings
 from weir_kit.clock import Clock
-from weir_kit.db import Database
+from weir_kit.db import Database, error_chain
 from weir_kit.jetstream import Nats, ensure_stream, fetch_batch
 from weir_kit.loops import Deferral, cancel_and_wait
 from weir_kit.prepared import InsertIgnore, driver
@@ -61,15 +61,11 @@ async def store_rows(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -
 def refused_data(exc: BaseException) -> bool:
     """Whether the database refused a row's values (SQLSTATE class 22 or 23, or SQLite's
     equivalents) rather than failed: storing that row again can never succeed."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # the driver's error sits under SQLAlchemy's (``orig``) or its adapter's (``__cause__``)
-        if seen is None:
-            break
-        if str(getattr(seen, "sqlstate", "") or "")[:2] in ("22", "23"):
+    for cause in error_chain(exc):  # the driver's error sits under SQLAlchemy's or its adapter's
+        if str(getattr(cause, "sqlstate", "") or "")[:2] in ("22", "23"):
             return True
-        if isinstance(seen, sqlite3.DataError | sqlite3.IntegrityError):
+        if isinstance(cause, sqlite3.DataError | sqlite3.IntegrityError):
             return True
-        seen = seen.__cause__ or getattr(seen, "orig", None)
     return False
 
 

@@ -30,7 +30,7 @@ import logging
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -543,29 +543,51 @@ class _Autocommit:
                 listener()
 
 
+def error_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and what it wraps, outermost first: SQLAlchemy's ``orig``, or the error it was
+    raised from; not what was being handled when it was raised, which may be unrelated."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = getattr(exc, "orig", None) or exc.__cause__
+
+
 def connection_lost(exc: BaseException | None) -> bool:
     """Whether ``exc``, or an error that caused it, says the database could not be reached or
     dropped the connection: a fault of the moment that a client may retry (UNAVAILABLE), not a
     bad request or a bug. The connection it happened on must not be used again."""
     asyncpg = sys.modules.get("asyncpg")  # not imported: no asyncpg error can have happened
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    for cause in error_chain(exc):
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
             return True
-        if isinstance(exc, ConnectionError | PoolTimeout):
+        if isinstance(cause, ConnectionError | PoolTimeout):
             return True
         if asyncpg is not None:
             errors = asyncpg.exceptions
             # Class 08 (connection exception) and 57 (operator intervention: shutdown, restart).
-            if isinstance(exc, errors.PostgresConnectionError | errors.OperatorInterventionError):
+            if isinstance(cause, errors.PostgresConnectionError | errors.OperatorInterventionError):
                 return True
             # Raised by asyncpg itself for a connection the server ended, or that it gave up on.
-            if isinstance(exc, errors.ConnectionDoesNotExistError | errors.InternalClientError):
+            if isinstance(cause, errors.ConnectionDoesNotExistError | errors.InternalClientError):
                 return True
-            if isinstance(exc, errors.InterfaceError) and "connection is closed" in str(exc):
+            if isinstance(cause, errors.InterfaceError) and "connection is closed" in str(cause):
                 return True
-        # What it wraps (SQLAlchemy's ``orig``, or the error it was raised from); not what was
-        # being handled when it was raised, which may be unrelated.
-        exc = getattr(exc, "orig", None) or exc.__cause__
     return False
+
+
+#: SQLSTATEs of a value Postgres cannot store as given: longer than its column (22001), a NUL
+#: or a character the encoding lacks (22021, 22P05). SQLite stores such values.
+_REFUSED_VALUE_STATES = frozenset({"22001", "22021", "22P05"})
+
+
+def refused_value(exc: BaseException | None) -> str | None:
+    """Postgres's own words when ``exc`` says it refused a value a request carried, else None.
+
+    Services check names and keys before they reach the database, so that both backends answer
+    alike and the field is named; this is the net under those checks: such a request is the
+    caller's mistake (INVALID_ARGUMENT), not a server bug (INTERNAL)."""
+    for cause in error_chain(exc):
+        if getattr(cause, "sqlstate", None) in _REFUSED_VALUE_STATES:
+            return str(cause).strip() or type(cause).__name__
+    return None

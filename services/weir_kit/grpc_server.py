@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from weir.errors import FIELD_METADATA_KEY, Unauthenticated, WeirError
-from weir_kit.db import connection_lost
+from weir_kit.db import connection_lost, refused_value
 from weir_kit.loops import FOREGROUND
 from weir_kit.settings import KitSettings
 
@@ -40,10 +40,16 @@ async def _abort(context: grpc.aio.ServicerContext, exc: WeirError) -> None:
 def unhandled_status(method: str, exc: Exception) -> tuple[grpc.StatusCode, str]:
     """The status for an exception that is not a ``WeirError``: UNAVAILABLE when the database
     could not be reached or dropped the connection (the next call may well succeed, on a new
-    connection), INTERNAL otherwise (a bug: logged with its traceback)."""
+    connection); INVALID_ARGUMENT when it refused a value the request carried (too long for its
+    column, a NUL); INTERNAL otherwise (a bug: logged with its traceback)."""
     if connection_lost(exc):
         log.warning("%s: the database is unavailable: %s: %s", method, type(exc).__name__, exc)
         return grpc.StatusCode.UNAVAILABLE, f"the database is unavailable ({type(exc).__name__}); try again"
+    refused = refused_value(exc)
+    if refused is not None:
+        # A value no check caught before the database: the caller's to fix, and ours to check.
+        log.warning("%s: the database refused a value of the request: %s", method, refused)
+        return grpc.StatusCode.INVALID_ARGUMENT, f"a value in the request cannot be stored: {refused}"
     log.exception("unhandled error in %s", method, exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}"
 

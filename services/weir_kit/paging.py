@@ -31,8 +31,10 @@ def encode_token(*key: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str, arity: int) -> list[Any] | None:
-    """The key in ``token``, or None for the first page."""
+def decode_token(token: str, arity: int, kinds: tuple[type, ...] | None = None) -> list[Any] | None:
+    """The key in ``token``, or None for the first page. ``kinds``: the type of each of the
+    key's values (strings by default); a token whose values are of other types, or hold a NUL
+    (which Postgres refuses in a comparison), was not issued by this server."""
     if not token:
         return None
     try:
@@ -40,6 +42,12 @@ def decode_token(token: str, arity: int) -> list[Any] | None:
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgument("page_token is not a token this server issued", field="page.page_token") from exc
-    if not isinstance(key, list) or len(key) != arity:
+    kinds = kinds or (str,) * arity
+    if (
+        not isinstance(key, list)
+        or len(key) != arity
+        or not all(type(value) is kind for value, kind in zip(key, kinds, strict=False))
+        or any(isinstance(value, str) and "\x00" in value for value in key)
+    ):
         raise InvalidArgument("page_token is not a token this server issued", field="page.page_token")
     return key

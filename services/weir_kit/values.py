@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 
 from weir.errors import InvalidArgument
 
@@ -32,14 +33,19 @@ def free_text(value: str) -> str:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
-def short_text(value: str, field: str, limit: int = 255) -> str:
+def short_text(value: str, field: str, limit: int | None = 255) -> str:
     """A name or key as given, refused with InvalidArgument naming ``field`` when it is longer
-    than its column (``limit`` characters) or holds a NUL. Postgres refuses both, and a refused
-    row failed its whole transaction with INTERNAL; SQLite stored them. Refused up front, both
-    backends answer the same, and a SyncRuns client gets an error it stops on instead of one it
-    resends."""
-    if len(value) > limit:
+    than its column (``limit`` characters; None: a text column, no limit) or holds a NUL.
+    Postgres refuses both, and a refused row failed its whole transaction with INTERNAL; SQLite
+    stored them. Refused up front, both backends answer the same, and a SyncRuns client gets an
+    error it stops on instead of one it resends."""
+    if limit is not None and len(value) > limit:
         raise InvalidArgument(f"{field} is longer than {limit} characters", field=field)
     if "\x00" in value:
         raise InvalidArgument(f"{field} holds a NUL character", field=field)
     return value
+
+
+def short_texts(values: Iterable[str], field: str, limit: int | None = 255) -> list[str]:
+    """:func:`short_text` of each of ``values`` (a repeated field, or a filter's list)."""
+    return [short_text(value, f"{field}[{i}]", limit) for i, value in enumerate(values)]

@@ -18,11 +18,22 @@ from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
 from weir_kit.sqlfilters import contains_text, tags_all
+from weir_kit.values import short_text, short_texts
 from weir_orchestration.models import flow_runs, flows, logs, task_runs
 from weir_orchestration.policy import type_name
 from weir_orchestration.proto import parse_id, parse_state_type
 
 Clauses = list[ColumnElement[bool]]
+
+
+def text(value: str, field: str) -> str:
+    """A text to match: Postgres refuses a NUL even in a comparison, so it is refused here on
+    both backends (no stored name holds one)."""
+    return short_text(value, field, None)
+
+
+def texts(values: Sequence[str], field: str) -> list[str]:
+    return short_texts(values, field, None)
 
 
 def ids(values: Sequence[str], field: str) -> list[str]:
@@ -49,12 +60,12 @@ def state_types(column: Any, values: Sequence[int], field: str) -> Clauses:
     return [column.in_(names)] if names else []
 
 
-def flow_filter(f: pb.FlowFilter) -> Clauses:
+def flow_filter(f: pb.FlowFilter, field: str = "filter") -> Clauses:
     out: Clauses = []
     if f.name_like:
-        out.append(contains_text(flows.c.name, f.name_like))
+        out.append(contains_text(flows.c.name, text(f.name_like, f"{field}.name_like")))
     if f.names:
-        out.append(flows.c.name.in_(list(f.names)))
+        out.append(flows.c.name.in_(texts(f.names, f"{field}.names")))
     out += tags_all(flows.c.tags, f.tags_all)
     return out
 
@@ -66,14 +77,15 @@ def flow_run_filter(f: pb.FlowRunFilter, field: str = "filter") -> Clauses:
         out.append(c.id.in_(ids(f.ids, f"{field}.ids")))
     out += state_types(c.state_type, f.state_types, f"{field}.state_types")
     if f.state_names:
-        out.append(c.state_name.in_(list(f.state_names)))
+        out.append(c.state_name.in_(texts(f.state_names, f"{field}.state_names")))
     if f.name_like:
-        out.append(contains_text(c.name, f.name_like))
+        out.append(contains_text(c.name, text(f.name_like, f"{field}.name_like")))
     out += tags_all(c.tags, f.tags_all)
     if f.flow_ids:
         out.append(c.flow_id.in_(ids(f.flow_ids, f"{field}.flow_ids")))
     if f.flow_names:
-        out.append(c.flow_id.in_(select(flows.c.id).where(flows.c.name.in_(list(f.flow_names)))))
+        names = texts(f.flow_names, f"{field}.flow_names")
+        out.append(c.flow_id.in_(select(flows.c.id).where(flows.c.name.in_(names))))
     if f.parent_task_run_id:
         out.append(c.parent_task_run_id == parse_id(f.parent_task_run_id, f"{field}.parent_task_run_id"))
     if f.deployment_id:
@@ -96,9 +108,9 @@ def task_run_filter(f: pb.TaskRunFilter, field: str = "filter") -> Clauses:
         out.append(c.flow_run_id.in_(ids(f.flow_run_ids, f"{field}.flow_run_ids")))
     out += state_types(c.state_type, f.state_types, f"{field}.state_types")
     if f.state_names:
-        out.append(c.state_name.in_(list(f.state_names)))
+        out.append(c.state_name.in_(texts(f.state_names, f"{field}.state_names")))
     if f.name_like:
-        out.append(contains_text(c.name, f.name_like))
+        out.append(contains_text(c.name, text(f.name_like, f"{field}.name_like")))
     out += tags_all(c.tags, f.tags_all)
     out += time_range(c.created, f.created, f"{field}.created")
     out += time_range(c.start_time, f.start_time, f"{field}.start_time")
@@ -116,7 +128,7 @@ def log_filter(f: pb.LogFilter, field: str = "filter") -> Clauses:
         out.append(c.level >= f.level_ge)
     out += time_range(c.timestamp, f.timestamp, f"{field}.timestamp")
     if f.text_like:
-        out.append(contains_text(c.message, f.text_like))
+        out.append(contains_text(c.message, text(f.text_like, f"{field}.text_like")))
     return out
 
 

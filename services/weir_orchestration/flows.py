@@ -15,6 +15,7 @@ from weir.v1 import orchestration_pb2 as pb
 from weir_kit import paging
 from weir_kit.prepared import Prepared, driver
 from weir_kit.runtime import ServiceContext
+from weir_kit.values import short_text
 from weir_orchestration import events
 from weir_orchestration.filters import after_key, flow_filter, next_token
 from weir_orchestration.models import flow_runs, flows
@@ -24,11 +25,9 @@ from weir_orchestration.sql import insert_ignore, purge_flow_runs
 
 
 def check_name(name: str, field: str = "name") -> str:
-    name = name.strip()
+    name = short_text(name.strip(), field)
     if not name:
         raise InvalidArgument(f"{field} is required", field=field)
-    if len(name) > 255:
-        raise InvalidArgument(f"{field} is longer than 255 characters", field=field)
     return name
 
 
@@ -63,7 +62,7 @@ async def create_flow(svc: ServiceContext, req: pb.CreateFlowRequest) -> pb.Crea
 async def get_flow(svc: ServiceContext, req: pb.GetFlowRequest) -> pb.GetFlowResponse:
     if bool(req.id) == bool(req.name):
         raise InvalidArgument("give exactly one of id or name", field="id")
-    cond = flows.c.id == parse_id(req.id, "id") if req.id else flows.c.name == req.name
+    cond = flows.c.id == parse_id(req.id, "id") if req.id else flows.c.name == short_text(req.name, "name", None)
     async with svc.db.read() as session:
         row = (await session.execute(select(flows).where(cond))).first()
     if row is None:

@@ -11,12 +11,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from sqlalchemy import JSON, Column, Float, MetaData, String, Table, bindparam, insert, select, text
 from sqlalchemy.dialects import sqlite
 
 from tests.fixtures.backends import BACKENDS, POSTGRES_URL, require_backend, unique_schema_prefix
-from weir_kit.db import Database, UtcDateTime, sqlite_utc_text
+from weir_kit.db import Database, UtcDateTime, refused_value, sqlite_utc_text
+from weir_kit.grpc_server import unhandled_status
 from weir_kit.prepared import InsertMany, InsertNew, Prepared, driver
 from weir_kit.settings import KitSettings
 
@@ -312,3 +314,36 @@ async def test_autocommit_statements_through_the_session_end_with_the_block(db: 
         await (await driver(session)).execute(INSERT_IGNORE_KEYS, {"id": "kept-too"})
     async with db.read() as session:
         assert sorted((await session.execute(select(things.c.id))).scalars().all()) == ["kept", "kept-too"]
+
+
+async def test_a_value_postgres_cannot_store_is_the_callers_mistake_not_a_bug(db: Database) -> None:
+    """Too long for its column, or a NUL: Postgres refuses the value (SQLSTATE 22001, 22021),
+    which the interceptor answers INVALID_ARGUMENT, not INTERNAL; SQLite stores it, which is
+    why every service checks names before they reach the database."""
+    too_long, with_nul = "x" * 37, "a\x00b"
+    if not db.is_postgres:
+        async with db.transaction() as session:
+            await session.execute(insert(things).values(id=too_long))
+            await session.execute(insert(things).values(id=with_nul))
+        assert await count(db) == 2
+        return
+    for value, state in ((too_long, "22001"), (with_nul, "22021")):
+        for prepared in (False, True):
+            with pytest.raises(Exception) as refused:
+                async with db.transaction() as session:
+                    if prepared:
+                        await (await driver(session)).execute(
+                            INSERT, {"id": value, "at": None, "doc": None, "score": None}
+                        )
+                    else:
+                        await session.execute(insert(things).values(id=value))
+            message = refused_value(refused.value)
+            assert message, (state, repr(refused.value))
+            code, details = unhandled_status("/weir.v1.Test/Insert", refused.value)
+            assert code is grpc.StatusCode.INVALID_ARGUMENT and message in details
+    with pytest.raises(Exception) as bug:
+        async with db.transaction() as session:
+            await session.execute(text("SELECT * FROM no_such_table_here"))
+    assert refused_value(bug.value) is None
+    assert unhandled_status("/weir.v1.Test/Select", bug.value)[0] is grpc.StatusCode.INTERNAL
+    assert await count(db) == 0
