@@ -37,6 +37,22 @@ MAX_RECORDS_PER_MESSAGE = 1000
 MAX_IN_FLIGHT = 2
 _RECONNECT_FIRST = 0.05
 _RECONNECT_CAP = 2.0
+#: Answers that resending cannot change: the stream gives up at once.
+_REFUSED = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+#: A server bug. It may be one of the moment, so the unacked messages are sent again, but one
+#: that a message sets off again on every resend would hold the tasks waiting on it forever:
+#: after this many in a row with no reply between them, the stream gives up.
+MAX_SERVER_ERRORS = 5
+_SERVER_ERRORS = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 
 
 @dataclass
@@ -168,23 +184,20 @@ class RunSync:
 
     async def _run(self) -> None:
         backoff = _RECONNECT_FIRST
+        server_errors = 0
         while not self._closed:
             queue = self._outgoing
             assert queue is not None
             call = self._open_stream(self._requests(queue))
             try:
                 async for reply in call:
-                    backoff = _RECONNECT_FIRST
+                    backoff, server_errors = _RECONNECT_FIRST, 0
                     self._on_reply(reply)
                 return
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
-                if code in (
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                ):
+                server_errors = server_errors + 1 if code in _SERVER_ERRORS else 0
+                if code in _REFUSED or server_errors >= MAX_SERVER_ERRORS:
                     from weir.client._grpc import translate_error
 
                     self._fail(translate_error(exc))

@@ -3,6 +3,8 @@
 The stream here is a loopback of the test's own: it records what the client
 sends and acks when the test says so, so the windowing can be checked
 message by message (the real server is exercised by the integration tests).
+So is the server end that fails: a real server answers INTERNAL only when it
+has a bug, which no test can set off on purpose.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 
+import grpc
 import pytest
 
-from weir.engine.sync_stream import MAX_IN_FLIGHT, RunSync
+from weir.engine import sync_stream
+from weir.engine.sync_stream import MAX_IN_FLIGHT, MAX_SERVER_ERRORS, RunSync
+from weir.errors import InternalError, WeirError
 from weir.v1 import common_pb2
 from weir.v1 import orchestration_pb2 as pb
 
@@ -113,4 +118,110 @@ def test_a_flush_with_nothing_held_back_resolves_on_the_last_ack(loop_thread: as
     _on(loop_thread, server.replies.put(pb.SyncRunsResponse(acked_seq=server.received[0].seq)))
     flushed.result(5)
     assert sync.flush().result(5) is None  # nothing outstanding: at once
+    _on(loop_thread, sync.close())
+
+
+class FailingServer:
+    """A server end that answers each message it reads from a script: an ack (the stream stays
+    open), or a gRPC status that ends the stream (as grpc.aio raises it to the client)."""
+
+    def __init__(self, script: list[grpc.StatusCode | str]) -> None:
+        self.script = script
+        self.steps = 0
+        self.opened = 0
+        self.received: list[pb.SyncRunsRequest] = []
+
+    def open(self, requests: AsyncIterator[pb.SyncRunsRequest]) -> FailingCall:
+        self.opened += 1
+        return FailingCall(self, requests)
+
+    def next_step(self) -> grpc.StatusCode | str:
+        step = self.script[min(self.steps, len(self.script) - 1)]
+        self.steps += 1
+        return step
+
+
+class FailingCall:
+    def __init__(self, server: FailingServer, requests: AsyncIterator[pb.SyncRunsRequest]) -> None:
+        self.server, self.requests = server, requests
+
+    def __aiter__(self) -> AsyncIterator[pb.SyncRunsResponse]:
+        return self._replies()
+
+    async def _replies(self) -> AsyncIterator[pb.SyncRunsResponse]:
+        async for msg in self.requests:
+            self.server.received.append(msg)
+            step = self.server.next_step()
+            if step != "ack":
+                raise grpc.aio.AioRpcError(step, grpc.aio.Metadata(), grpc.aio.Metadata(), details="boom")
+            yield pb.SyncRunsResponse(acked_seq=msg.seq)
+
+    def cancel(self) -> None:
+        pass
+
+
+def _waiting_proposal(task_run_id: str) -> pb.TaskRunStateProposal:
+    state = common_pb2.State(type=common_pb2.RUNNING)
+    return pb.TaskRunStateProposal(
+        task_run_id=task_run_id, proposal=pb.StateProposal(state=state), wait_for_decision=True
+    )
+
+
+@pytest.fixture
+def quick_resends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sync_stream, "_RECONNECT_FIRST", 0.001)
+    monkeypatch.setattr(sync_stream, "_RECONNECT_CAP", 0.002)
+
+
+def test_a_server_error_on_every_resend_fails_the_waiting_tasks(
+    loop_thread: asyncio.AbstractEventLoop, quick_resends: None
+) -> None:
+    server = FailingServer([grpc.StatusCode.INTERNAL])
+    sync = RunSync(loop_thread, server.open)
+    waiter = sync.submit(proposals=(_waiting_proposal("t1"),))
+    flushed = sync.flush()
+    assert waiter is not None
+    with pytest.raises(InternalError, match="boom"):
+        waiter.result(5)
+    with pytest.raises(InternalError):
+        flushed.result(5)
+    # Sent again after each error (same number), then given up on: no endless resending.
+    assert server.opened == MAX_SERVER_ERRORS
+    assert {m.seq for m in server.received} == {1}
+    _on(loop_thread, sync.close())
+
+
+def test_server_errors_between_acks_and_outages_keep_the_stream_resending(
+    loop_thread: asyncio.AbstractEventLoop, quick_resends: None
+) -> None:
+    internal, unavailable = grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE
+    # Never MAX_SERVER_ERRORS server errors in a row: an ack, or an outage, comes between.
+    script: list[grpc.StatusCode | str] = [internal] * (MAX_SERVER_ERRORS - 1) + ["ack"]
+    script += [internal] * (MAX_SERVER_ERRORS - 1) + [unavailable] * 10 + ["ack"]
+    server = FailingServer(script)
+    sync = RunSync(loop_thread, server.open)
+    first = sync.submit(proposals=(_waiting_proposal("t1"),))
+    sync.flush().result(5)
+    second = sync.submit(proposals=(_waiting_proposal("t2"),))
+    sync.flush().result(5)
+    assert server.steps == len(script)  # every error was followed by a resend
+    assert sync.error is None
+    for waiter in (first, second):  # acked without a decision for them: told so, not hung
+        assert waiter is not None
+        with pytest.raises(RuntimeError, match="no decision came back"):
+            waiter.result(5)
+    _on(loop_thread, sync.close())
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED])
+def test_a_refusal_fails_at_once(
+    loop_thread: asyncio.AbstractEventLoop, quick_resends: None, code: grpc.StatusCode
+) -> None:
+    server = FailingServer([code])
+    sync = RunSync(loop_thread, server.open)
+    waiter = sync.submit(proposals=(_waiting_proposal("t1"),))
+    assert waiter is not None
+    with pytest.raises(WeirError):
+        waiter.result(5)
+    assert server.opened == 1
     _on(loop_thread, sync.close())
