@@ -70,6 +70,9 @@ def _run_key(msg: pb.ProposeStatesRequest) -> str:
 
 async def propose_states(svc: ServiceContext, cache: states.RunCache, context: Any) -> None:
     """Serve one ProposeStates stream (``context``: its ``grpc.aio.ServicerContext``)."""
+    # Headers at once, before any request: the client waits for them before its first write,
+    # so that it never writes into a stream a server without this method is ending.
+    await context.send_initial_metadata(())
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
     sending = asyncio.Lock()  # one message at a time on the call
     #: The newest undecided request of each run: the next one of that run waits for it.

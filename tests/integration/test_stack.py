@@ -106,9 +106,11 @@ def test_api_key_is_required_when_configured(keyed_stack) -> None:
 
 async def test_proposals_go_unary_when_the_server_has_no_proposal_stream(keyed_stack) -> None:
     # This host serves blocks only: ProposeStates answers UNIMPLEMENTED, and so does the unary call
-    # the client falls back to, which names the server it asked.
-    async with AsyncWeirClient(keyed_stack.address, api_key="s3cret") as client:
-        with pytest.raises(Unimplemented) as info:
-            await client.set_flow_run_state("0b5a8f0e-3c36-4a8e-9a56-1f1c7b1d2e3f", State(type=StateType.RUNNING))
-        assert client._proposals.unsupported
-    assert keyed_stack.address in info.value.message
+    # the client falls back to, which names the server it asked. Twenty new clients: a first write
+    # racing the server's UNIMPLEMENTED left the status at INTERNAL about one time in six.
+    for _ in range(20):
+        async with AsyncWeirClient(keyed_stack.address, api_key="s3cret") as client:
+            with pytest.raises(Unimplemented) as info:
+                await client.set_flow_run_state("0b5a8f0e-3c36-4a8e-9a56-1f1c7b1d2e3f", State(type=StateType.RUNNING))
+            assert client._proposals.unsupported
+        assert keyed_stack.address in info.value.message

@@ -36,6 +36,12 @@ _STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 #: After a failed write, how long to wait for the stream's own status (it has normally arrived).
 _ENDED_WAIT_SECONDS = 5.0
+#: How long a new stream waits for the server's response headers before its first write.
+_HEADERS_WAIT_SECONDS = 1.0
+
+
+class _EndedBeforeWrite(Exception):
+    """The server ended a new stream before anything was written on it."""
 
 
 class StreamUnsupportedError(Unavailable):
@@ -84,13 +90,16 @@ class ProposalStream:
         loop = asyncio.get_running_loop()
         async with self._sending:
             for attempt in range(2):
+                fresh = self._call is None or self._reader is None
                 call, reader = self._current()
                 future: asyncio.Future[pb.ProposeStatesResponse] = loop.create_future()
                 self._pending[message.tag] = (call, future)
                 try:
+                    if fresh and await _ended_at_once(call):
+                        raise _EndedBeforeWrite
                     await call.write(message)
                     return future
-                except (grpc.RpcError, asyncio.InvalidStateError):
+                except (grpc.RpcError, asyncio.InvalidStateError, _EndedBeforeWrite):
                     await asyncio.wait([reader], timeout=_ENDED_WAIT_SECONDS)
                     self._drop(call)
                     self._pending.pop(message.tag, None)
@@ -149,3 +158,24 @@ class ProposalStream:
         if reader is not None and reader.get_loop() is asyncio.get_running_loop():
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
+
+
+async def _ended_at_once(call: Any) -> bool:
+    """Whether the server ended a new stream as soon as it saw it (UNIMPLEMENTED, or a refused
+    API key), found by waiting for its response headers, at most ``_HEADERS_WAIT_SECONDS``.
+
+    ProposeStates sends its headers as soon as it takes a stream, so the wait costs one round
+    trip per stream, not per proposal. A write that races a server's UNIMPLEMENTED can leave
+    grpc's status for the call at INTERNAL ("Internal error from Core") instead: one time in
+    six on loopback, which turned a server without the stream into a failed proposal instead
+    of one sent unary. A server that sends no early headers only delays the first write.
+    """
+    headers = asyncio.ensure_future(call.initial_metadata())
+    headers.add_done_callback(_observe)
+    await asyncio.wait([headers], timeout=_HEADERS_WAIT_SECONDS)
+    return bool(call.done())
+
+
+def _observe(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # the stream's reader reports how it ended
