@@ -2,11 +2,13 @@
 """Figures for the spine: cold start, state-proposal round trip (unary, and over the
 ProposeStates stream the SDK uses), SyncRuns ingest.
 
-    python bench/spine.py [--only coldstart,roundtrip,ingest] [--backends sqlite,postgres,postgres-split]
+    python bench/spine.py [--only coldstart,roundtrip,ingest,floor] [--backends sqlite,postgres,postgres-split]
 
 Each figure is measured against a real `weir server start` subprocess over
 loopback gRPC; nothing here is a test (no asserts on time). Prints a table and
-one `RESULT {json}` line.
+one `RESULT {json}` line. With a Postgres round trip (or ``--only floor``) it first
+measures the machine's floor: the same message sizes over a bare grpc.aio stream, and
+a bare one-row commit on the same Postgres (see :func:`bench_floor`).
 
 ``postgres-split`` is the distributed topology instead: `weir service
 orchestration` and `weir service events` as two processes on Postgres and a
@@ -208,6 +210,94 @@ def _state(t: int) -> common_pb2.State:
     return common_pb2.State(type=t)
 
 
+# ------------------------------------------------------------------ the machine's floor
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+async def _serve_echo(port: int) -> None:
+    """A grpc.aio server whose one stream method sends back each message it reads."""
+
+    async def echo(requests: Any, context: Any) -> Any:
+        async for message in requests:
+            yield message
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Echo": grpc.stream_stream_rpc_method_handler(echo, _identity, _identity)}
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+async def _echo_round_trips(port: int, runs: int) -> list[float]:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    await asyncio.wait_for(channel.channel_ready(), 10)
+    call = channel.stream_stream("/bench.Echo/Echo", request_serializer=_identity, response_deserializer=_identity)()
+    payload = b"x" * 120  # about a proposal's size
+    samples = []
+    for i in range(runs + 200):  # the first 200 warm up
+        t0 = time.perf_counter()
+        await call.write(payload)
+        await call.read()
+        if i >= 200:
+            samples.append((time.perf_counter() - t0) * 1000)
+    await call.done_writing()
+    await channel.close()
+    return samples
+
+
+async def _postgres_round_trips(runs: int) -> dict[str, list[float]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://"))
+    schema = f"bench_floor_{uuid.uuid4().hex[:8]}"
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.t (id text PRIMARY KEY, data text)")
+        insert = await conn.prepare(f"INSERT INTO {schema}.t VALUES ($1, $2)")
+        out: dict[str, list[float]] = {"select": [], "insert": []}
+        for name, call in (
+            ("select", lambda: conn.fetchval("SELECT 1")),
+            ("insert", lambda: insert.fetch(uuid.uuid4().hex, "x" * 200)),
+        ):
+            for i in range(runs + 200):
+                t0 = time.perf_counter()
+                await call()
+                if i >= 200:
+                    out[name].append((time.perf_counter() - t0) * 1000)
+        return out
+    finally:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await conn.close()
+
+
+def bench_floor(runs: int) -> dict[str, float]:
+    """What this machine spends on a proposal's unavoidable parts, with none of Weir's code: a
+    message and its answer on an open grpc.aio stream between two processes, and on Postgres
+    a ``SELECT 1`` and a one-row INSERT that commits (waiting for its WAL flush, as a proposal's
+    write does). Their sum is the least a durable proposal over gRPC can take here: the VMs this
+    runs on differ by 2x in both from one day to the next, so round trips are read against it."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "--serve-echo", str(port)])
+    try:
+        echo = _run_async(_echo_round_trips(port, runs))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    pg = _run_async(_postgres_round_trips(runs))
+    out = {
+        "grpc_stream_echo_p50_ms": pct(echo, 0.5),
+        "postgres_select1_p50_ms": pct(pg["select"], 0.5),
+        "postgres_insert_commit_p50_ms": pct(pg["insert"], 0.5),
+    }
+    out["proposal_floor_ms"] = out["grpc_stream_echo_p50_ms"] + out["postgres_insert_commit_p50_ms"]
+    return out
+
+
 def bench_roundtrip(server: Server | SplitServices, runs: int) -> dict[str, object]:
     channel = grpc.insecure_channel(server.address)
     stub = orchestration_pb2_grpc.OrchestrationServiceStub(channel)
@@ -340,7 +430,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--ingest", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--serve-echo", type=int, help=argparse.SUPPRESS)  # bench_floor's server process
     args = parser.parse_args()
+    if args.serve_echo:
+        asyncio.run(_serve_echo(args.serve_echo))
+        return 0
     only = set(args.only.split(","))
     out: dict[str, object] = {}
     if "coldstart" in only:
@@ -349,6 +443,14 @@ def main() -> int:
             f"cold start to all SERVING: fresh {cold['fresh_home_s']:.3f}s, existing {cold['existing_home_s']:.3f}s, "
             f"RSS {cold['rss_mb_tree']:.0f} MB; to /api/health 200: fresh {cold['fresh_home_http_s']:.3f}s, "
             f"existing {cold['existing_home_http_s']:.3f}s"
+        )
+    if "floor" in only or ("roundtrip" in only and "postgres" in args.backends):
+        floor = out["floor"] = bench_floor(args.runs)
+        print(
+            f"machine floor: grpc.aio stream echo p50 {floor['grpc_stream_echo_p50_ms']:.3f} ms; Postgres SELECT 1 "
+            f"p50 {floor['postgres_select1_p50_ms']:.3f} ms, one-row INSERT with commit p50 "
+            f"{floor['postgres_insert_commit_p50_ms']:.3f} ms; a durable proposal over gRPC: >= "
+            f"{floor['proposal_floor_ms']:.3f} ms"
         )
     for backend in args.backends.split(","):
         if not ({"roundtrip", "ingest"} & only):
