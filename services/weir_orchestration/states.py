@@ -303,15 +303,22 @@ async def _earlier_answers(
     return by_id, by_key
 
 
-async def _cache_lookup(
-    session: AsyncSession, keys: set[str], now: datetime, exclude: Sequence[str]
-) -> tuple[dict[str, tuple[str, State]], dict[str, set[str]]]:
-    """Per cache key: the newest still-valid COMPLETED task run state (a hit), and the task runs
-    RUNNING with it (holders: their results may soon be hits).
+#: Per cache key, its valid results, newest first: (task run id, its COMPLETED state).
+Hits = dict[str, list[tuple[str, State]]]
+#: Per cache key, the task runs RUNNING with it.
+Holders = dict[str, set[str]]
+
+
+async def _cache_lookup(session: AsyncSession, keys: set[str], now: datetime, newest: int) -> tuple[Hits, Holders]:
+    """Per cache key: the still-valid COMPLETED task run states (hits, newest first), and the task
+    runs RUNNING with it (holders: their results may soon be hits).
 
     One statement, so one snapshot: a holder that completes meanwhile is seen either RUNNING or
     COMPLETED. Two statements could miss it in both (RUNNING gone from the second, COMPLETED not
-    yet in the first) and run its body a second time.
+    yet in the first) and run its body a second time. The runs of the batch being decided are
+    read too: as the batch is decided in order, :func:`_track_cache_key` moves them along, so a
+    proposal sees each of them as the proposals before it left it. ``newest``: how many hits per
+    key to read (one more than the batch has runs: each can only take its own away).
     """
     if not keys:
         return {}, {}
@@ -319,21 +326,28 @@ async def _cache_lookup(
     since = now - timedelta(seconds=CACHE_HOLD_SECONDS)
     valid_hit = and_(c.state_type == "COMPLETED", or_(c.cache_expiration.is_(None), c.cache_expiration > now))
     holding = and_(c.state_type == "RUNNING", c.state_timestamp > since)
+    rank = func.row_number().over(partition_by=(c.cache_key, c.state_type), order_by=c.state_timestamp.desc())
+    ranked = select(task_runs, rank.label("rank")).where(c.cache_key.in_(keys), or_(valid_hit, holding)).subquery()
     query = (
-        select(task_runs)
-        .where(c.cache_key.in_(keys), or_(valid_hit, holding), c.id.not_in(list(exclude)))
-        .order_by(c.state_timestamp)
+        select(ranked)
+        .where(or_(ranked.c.state_type == "RUNNING", ranked.c.rank <= newest))
+        .order_by(ranked.c.state_timestamp.desc())
     )
-    hits: dict[str, tuple[str, State]] = {}
-    holders: dict[str, set[str]] = {}
+    hits: Hits = {}
+    holders: Holders = {}
     for row in (await session.execute(query)).all():
         if row.state_type == "RUNNING":
             holders.setdefault(row.cache_key, set()).add(row.id)
             continue
         state = state_from_run_row(row)
         if state is not None:
-            hits[row.cache_key] = (row.id, state)
+            hits.setdefault(row.cache_key, []).append((row.id, state))
     return hits, holders
+
+
+def _hit_for(hits: Hits, key: str, run_id: str) -> tuple[str, State] | None:
+    """The newest result of ``key`` that another task run computed (a run is no hit of itself)."""
+    return next((hit for hit in hits.get(key, ()) if hit[0] != run_id), None)
 
 
 # ------------------------------------------------------------------ deciding
@@ -437,7 +451,7 @@ async def apply(
     }
     # Two streams asking about one key at once: the second waits for the first's commit (Postgres).
     await lock_cache_keys(session, wanted_keys, is_postgres=svc.db.is_postgres)
-    hits, holders = await _cache_lookup(session, wanted_keys - {""}, now, [p.run_id for p in proposals])
+    hits, holders = await _cache_lookup(session, wanted_keys - {""}, now, len(runs) + 1)
     batch = _Batch()
     outcomes = []
     for p in proposals:
@@ -460,14 +474,15 @@ async def apply(
         key = p.state.details.cache_key or run.cache_key
         proposed = _after(p.state, run.state)
         held = bool(key) and bool(holders.get(key, set()) - {p.run_id})
-        verdict = _evaluate(run, p, proposed, now, hits.get(key) if key else None, held)
+        verdict = _evaluate(run, p, proposed, now, _hit_for(hits, key, p.run_id) if key else None, held)
+        held_key = run.cache_key
         written = _to_write(verdict, run.state)
         if written is None and run.cached:
             raise StateRaced(f"{kind.value} run {p.run_id}: a decision on a cached run that writes nothing")
         if written is not None:
             _record(run, written, p, proposed, batch)
             if kind is RunKind.TASK and run.cache_key:
-                _track_cache_key(run, written, hits, holders, now)
+                _track_cache_key(run, held_key, written, hits, holders, now)
             by_id[written.id] = (p.run_id, written)
             if p.idempotency_key and written.id == p.state.id:
                 by_key[(p.run_id, p.idempotency_key)] = written
@@ -482,18 +497,20 @@ async def apply(
     return outcomes
 
 
-def _track_cache_key(
-    run: Run, written: State, hits: dict[str, tuple[str, State]], holders: dict[str, set[str]], now: datetime
-) -> None:
-    """Later proposals of the same batch see this run's hold on its cache key, or its result."""
+def _track_cache_key(run: Run, old_key: str, written: State, hits: Hits, holders: Holders, now: datetime) -> None:
+    """Later proposals of the same batch see this run's hold on its cache key, or its result, and
+    no longer see what it held or had computed before (``old_key``: its key before this state)."""
+    for key in {old_key, run.cache_key} - {""}:
+        holders.get(key, set()).discard(run.ref.id)
+        if key in hits:
+            hits[key] = [hit for hit in hits[key] if hit[0] != run.ref.id]
     key = run.cache_key
     if written.type == RUNNING:
         holders.setdefault(key, set()).add(run.ref.id)
         return
-    holders.get(key, set()).discard(run.ref.id)
     expires = written.details.cache_expiration
     if written.type == COMPLETED and written.name != "Cached" and (expires is None or expires > now):
-        hits[key] = (run.ref.id, written)
+        hits.setdefault(key, []).insert(0, (run.ref.id, written))
 
 
 INSERT_STATES = InsertMany(run_states)
