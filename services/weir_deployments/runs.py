@@ -29,6 +29,7 @@ from weir_deployments.proto import check_name, parse_id, struct_to_dict
 from weir_deployments.remote import Orchestration
 from weir_deployments.sql import insert_ignore
 from weir_deployments.work_pools import fetch_pool, fetch_queue
+from weir_kit.events import new_event, resource
 from weir_kit.runtime import ServiceContext
 from weir_kit.values import short_text
 
@@ -152,34 +153,91 @@ async def create_from_deployment(
         )
         row = new_row(flow_run_id, dep, queue, when, request, now, job_vars=run_vars)
         inserted = await session.execute(insert_ignore(svc.db, deployment_runs).values(row))
-    await materialize(svc, orch, [flow_run_id])
+    done, refused = await _materialize(svc, orch, [flow_run_id])
+    # The request was checked above as orchestration checks it: a refusal means the two disagree.
+    if flow_run_id in refused:
+        raise refused[flow_run_id]
+    if not done and not inserted.rowcount and await _refused_before(svc, flow_run_id):
+        raise InvalidArgument(f"orchestration refused to create flow run {flow_run_id} (see the server log)")
     return pb.CreateFlowRunFromDeploymentResponse(flow_run_id=flow_run_id, created=bool(inserted.rowcount)), pool.name
 
 
 async def materialize(svc: ServiceContext, orch: Orchestration, flow_run_ids: Sequence[str]) -> int:
     """Create ``NEW`` runs in orchestration and mark them ``SCHEDULED``; returns how many."""
+    return len((await _materialize(svc, orch, flow_run_ids))[0])
+
+
+async def _materialize(
+    svc: ServiceContext, orch: Orchestration, flow_run_ids: Sequence[str]
+) -> tuple[list[str], dict[str, InvalidArgument]]:
+    """The runs created in orchestration, and those it refused.
+
+    A run orchestration refuses as invalid would be refused on every retry: it is marked done and
+    failed ("Refused") instead, with a ``weir.deployment.run-refused`` event carrying the reason.
+    Any other error leaves the run ``NEW`` for the sweeper.
+    """
     c = deployment_runs.c
     async with svc.db.read() as session:
-        rows = (
-            await session.execute(
-                select(c.flow_run_id, c.create_request).where(c.flow_run_id.in_(list(flow_run_ids)), c.status == "NEW")
-            )
-        ).all()
+        query = select(c.flow_run_id, c.deployment_id, c.create_request).where(
+            c.flow_run_id.in_(list(flow_run_ids)), c.status == "NEW"
+        )
+        rows = (await session.execute(query)).all()
     if not rows:
-        return 0
+        return [], {}
     results = await asyncio.gather(
         *(orch.create_run(r.flow_run_id, r.create_request) for r in rows), return_exceptions=True
     )
     done: list[str] = []
+    refused: list[tuple[Any, InvalidArgument]] = []
     for row, result in zip(rows, results, strict=True):
-        if isinstance(result, BaseException):
+        if isinstance(result, InvalidArgument):
+            log.error(
+                "flow run %s of deployment %s refused by orchestration: %s", row.flow_run_id, row.deployment_id, result
+            )
+            refused.append((row, result))
+        elif isinstance(result, BaseException):
             log.warning("flow run %s not created in orchestration yet: %s", row.flow_run_id, result)
         else:
             done.append(row.flow_run_id)
-    if done:
+    if done or refused:
+        now = svc.clock()
         async with svc.db.transaction() as session:
-            await mark_scheduled(session, done, svc.clock())
-    return len(done)
+            await mark_scheduled(session, done, now)
+            await _mark_refused(session, svc, refused, now)
+    return done, {row.flow_run_id: error for row, error in refused}
+
+
+#: The state name of a run orchestration refused to create.
+REFUSED = "Refused"
+
+
+async def _mark_refused(
+    session: AsyncSession, svc: ServiceContext, refused: Sequence[tuple[Any, InvalidArgument]], now: datetime
+) -> None:
+    c = deployment_runs.c
+    for row, error in refused:
+        message = f"orchestration refused to create the run: {error}"
+        marked = await session.execute(
+            update(deployment_runs)
+            .where(c.flow_run_id == row.flow_run_id, c.status == "NEW")
+            .values(status="DONE", state_type="FAILED", state_name=REFUSED, state_timestamp=now, updated=now)
+        )
+        if marked.rowcount:
+            event = new_event(
+                "weir.deployment.run-refused",
+                resource(f"weir.deployment.{row.deployment_id}"),
+                occurred=now,
+                related=[resource(f"weir.flow-run.{row.flow_run_id}", role="flow-run")],
+                payload={"reason": message},
+            )
+            await svc.outbox.add(session, [event])
+
+
+async def _refused_before(svc: ServiceContext, flow_run_id: str) -> bool:
+    c = deployment_runs.c
+    async with svc.db.read() as session:
+        query = select(c.state_name).where(c.flow_run_id == flow_run_id, c.status == "DONE")
+        return (await session.execute(query)).scalar() == REFUSED
 
 
 async def mark_scheduled(session: AsyncSession, flow_run_ids: Sequence[str], now: datetime) -> None:

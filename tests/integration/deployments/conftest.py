@@ -47,7 +47,8 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def dstack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def dthread(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The stack on a thread of its own (``.run(coro)`` runs a coroutine on its loop)."""
     from weir_server import Stack, StackThread
 
     require_backend(request.param)
@@ -56,11 +57,16 @@ def dstack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         runner = StackThread(Stack(settings, http=False))
         runner.start()
     try:
-        yield runner.stack
+        yield runner
     finally:
         runner.stop()
         if request.param == "postgres":
             asyncio.run(drop_schemas(settings.database_schema_prefix))
+
+
+@pytest.fixture(scope="module")
+def dstack(dthread: Any) -> Any:
+    return dthread.stack
 
 
 @dataclass

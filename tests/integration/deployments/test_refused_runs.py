@@ -1,0 +1,109 @@
+"""A run of a deployment that orchestration refuses to create, found by the background path (the
+scheduler, the sweeper): it is marked done and failed ("Refused") with an event saying why, not
+retried forever. The synchronous path checks the request as orchestration will, so such a run can
+only come from rows stored before those checks, or from the two services disagreeing; the test
+writes such a row into the deployments database itself."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import grpc
+from sqlalchemy import insert, select
+
+from weir.v1 import deployments_pb2 as pb
+from weir.v1 import events_pb2, events_pb2_grpc
+from weir.v1 import orchestration_pb2 as opb
+from weir_deployments import runs
+from weir_deployments.models import deployment_runs
+
+from .conftest import Api
+from .test_service import expect, make_deployment, make_pool
+
+
+def _deployments(dthread: Any) -> Any:
+    (hosted,) = [h for h in dthread.stack.hosted if h.name == "deployments"]
+    return hosted
+
+
+async def _insert_new_rows(hosted: Any, deployment: Any, names: dict[str, str]) -> None:
+    """``NEW`` rows (flow run id -> run name), as the scheduler writes them, a minute old."""
+    svc = hosted.ctx
+    then = svc.clock() - timedelta(minutes=1)
+    async with svc.db.transaction() as session:
+        for run_id, name in names.items():
+            request = runs.create_request(deployment, then, parameters={}, name=name)
+            row = runs.new_row(run_id, deployment, "default", then, request, then)
+            await session.execute(insert(deployment_runs).values(row))
+
+
+async def _rows(hosted: Any, run_ids: list[str]) -> dict[str, Any]:
+    async with hosted.ctx.db.read() as session:
+        query = select(deployment_runs).where(deployment_runs.c.flow_run_id.in_(run_ids))
+        return {r.flow_run_id: r for r in (await session.execute(query)).all()}
+
+
+async def test_a_run_orchestration_refuses_is_marked_refused_not_retried(dthread: Any, api: Api) -> None:
+    pool = await make_pool(api)
+    dep = await make_deployment(api, pool.name)
+    hosted = _deployments(dthread)
+    bad, good = str(uuid.uuid4()), str(uuid.uuid4())
+    row_of_dep = _Deployment(dep)
+    dthread.run(_insert_new_rows(hosted, row_of_dep, {bad: "n" * 300, good: "fine"}))
+
+    dthread.run(hosted.runtime.sweeper.sweep_once())  # the background sweeper may have been first
+    rows = dthread.run(_rows(hosted, [bad, good]))
+    assert (rows[bad].status, rows[bad].state_type, rows[bad].state_name) == ("DONE", "FAILED", "Refused")
+    assert rows[good].status != "NEW"
+    await expect(api.orchestration.GetFlowRun(opb.GetFlowRunRequest(id=bad)), grpc.StatusCode.NOT_FOUND)
+    created = (await api.orchestration.GetFlowRun(opb.GetFlowRunRequest(id=good))).flow_run
+    assert created.deployment_id == dep.id
+
+    # Not asked again: the next sweep finds nothing to create.
+    assert dthread.run(runs.materialize(hosted.ctx, hosted.runtime.orch, [bad])) == 0
+
+    events = events_pb2_grpc.EventServiceStub(api.channel)
+    request = events_pb2.ListEventsRequest(
+        filter=events_pb2.EventFilter(
+            event_prefixes=["weir.deployment.run-refused"], resource_ids=[f"weir.deployment.{dep.id}"]
+        )
+    )
+    deadline = time.monotonic() + 10
+    while not (found := (await events.ListEvents(request)).events) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    (event,) = found
+    assert [r for r in event.related if r.labels["weir.resource.id"] == f"weir.flow-run.{bad}"]
+    assert "name" in event.payload["reason"] and "orchestration refused" in event.payload["reason"]
+
+
+class _Deployment:
+    """The columns of a deployment row that ``runs.create_request`` and ``runs.new_row`` read."""
+
+    def __init__(self, dep: Any) -> None:
+        self.id = dep.id
+        self.flow_name = dep.flow_name
+        self.tags = list(dep.tags)
+        self.retries = dep.retries
+        self.retry_delay_seconds = list(dep.retry_delay_seconds)
+        self.work_pool_name = dep.work_pool_name
+
+
+async def test_a_request_for_a_refused_run_is_invalid_argument(dthread: Any, api: Api) -> None:
+    # The request is good, but its idempotency key names a run orchestration refuses: the caller
+    # hears so, now and on every repeat, instead of an id of a run that will never exist.
+    pool = await make_pool(api)
+    dep = await make_deployment(api, pool.name)
+    hosted = _deployments(dthread)
+    key = f"key-{uuid.uuid4()}"
+    run_id = str(uuid.uuid5(runs.RUN_NAMESPACE, f"{dep.id}/{key}"))
+    dthread.run(_insert_new_rows(hosted, _Deployment(dep), {run_id: "n" * 300}))
+    request = pb.CreateFlowRunFromDeploymentRequest(deployment_id=dep.id, idempotency_key=key)
+    first = await expect(api.deployments.CreateFlowRunFromDeployment(request), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "name" in (first.details() or "")  # orchestration's own reason
+    again = await expect(api.deployments.CreateFlowRunFromDeployment(request), grpc.StatusCode.INVALID_ARGUMENT)
+    assert f"orchestration refused to create flow run {run_id}" in (again.details() or "")
+    assert dthread.run(_rows(hosted, [run_id]))[run_id].state_name == "Refused"
