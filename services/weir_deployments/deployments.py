@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from weir.errors import InvalidArgument, NotFound
 from weir.v1 import deployments_pb2 as pb
 from weir_deployments import job_variables, schedules
-from weir_deployments.models import deployment_runs, deployments
+from weir_deployments.models import REFUSED, deployment_runs, deployments
 from weir_deployments.models import schedules as schedule_table
 from weir_deployments.parameters import check_parameters, check_schema
 from weir_deployments.proto import COLLISION_NAMES, check_name, deployment_to_pb, parse_id, struct_to_dict
@@ -39,7 +39,7 @@ from weir_kit.values import short_text
 log = logging.getLogger("weir.deployments")
 
 #: Runs that have not started yet and can be withdrawn.
-WAITING = ("NEW", "SCHEDULED")
+WAITING = ("NEW", "SCHEDULED", REFUSED)
 
 
 def _event(verb: str, row: Any, now: datetime) -> Any:
@@ -147,6 +147,11 @@ async def upsert(
             await session.execute(update(deployments).where(where).values(**values))
         row = (await session.execute(select(deployments).where(where))).one()
         withdrawn = await _replace_schedules(session, row, specs, now)
+        # Runs orchestration refused were made from the deployment as it was: forget them, so that
+        # its schedules make new ones from the deployment as it is now.
+        withdrawn += await _withdraw(
+            session, and_(deployment_runs.c.deployment_id == row.id, deployment_runs.c.status == REFUSED)
+        )
         if row.paused:
             withdrawn += await _withdraw_scheduled(session, row.id)
         created = bool(inserted.rowcount)

@@ -13,6 +13,7 @@ Row ``status``:
 * ``SCHEDULED``: waiting for its time and a worker with credit
 * ``CLAIMED``: proposed PENDING for a worker and sent to it; ``acked`` once the worker answered
 * ``DONE``: the run reached a terminal state (or was cancelled before it started)
+* ``REFUSED``: orchestration refused to create it as invalid (never retried; see ``runs.materialize``)
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, MetaData, S
 
 from weir_kit.db import UtcDateTime
 from weir_kit.outbox import outbox_table
+
+#: The status of a run orchestration refused to create. It stays, so that a schedule does not
+#: make new runs in its place; it is withdrawn with the waiting runs and swept like DONE ones.
+REFUSED = "REFUSED"
 
 metadata = MetaData(
     naming_convention={

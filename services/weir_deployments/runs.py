@@ -23,7 +23,7 @@ from weir._proto import timestamp_to_datetime
 from weir.errors import FailedPrecondition, InvalidArgument
 from weir.v1 import deployments_pb2 as pb
 from weir_deployments import deployments, job_variables
-from weir_deployments.models import deployment_runs
+from weir_deployments.models import REFUSED, deployment_runs
 from weir_deployments.parameters import check_parameters
 from weir_deployments.proto import check_name, parse_id, struct_to_dict
 from weir_deployments.remote import Orchestration
@@ -157,8 +157,13 @@ async def create_from_deployment(
     # The request was checked above as orchestration checks it: a refusal means the two disagree.
     if flow_run_id in refused:
         raise refused[flow_run_id]
-    if not done and not inserted.rowcount and await _refused_before(svc, flow_run_id):
-        raise InvalidArgument(f"orchestration refused to create flow run {flow_run_id} (see the server log)")
+    if not done and not inserted.rowcount:
+        async with svc.db.read() as session:
+            if await _refused_before(session, flow_run_id):
+                raise InvalidArgument(
+                    f"orchestration refused to create flow run {flow_run_id} earlier: "
+                    "its weir.deployment.run-refused event says why"
+                )
     return pb.CreateFlowRunFromDeploymentResponse(flow_run_id=flow_run_id, created=bool(inserted.rowcount)), pool.name
 
 
@@ -173,8 +178,8 @@ async def _materialize(
     """The runs created in orchestration, and those it refused.
 
     A run orchestration refuses as invalid would be refused on every retry: it is marked done and
-    failed ("Refused") instead, with a ``weir.deployment.run-refused`` event carrying the reason.
-    Any other error leaves the run ``NEW`` for the sweeper.
+    kept as ``REFUSED`` (state FAILED, "Refused") instead, with a ``weir.deployment.run-refused``
+    event carrying the reason. Any other error leaves the run ``NEW`` for the sweeper.
     """
     c = deployment_runs.c
     async with svc.db.read() as session:
@@ -207,37 +212,38 @@ async def _materialize(
     return done, {row.flow_run_id: error for row, error in refused}
 
 
-#: The state name of a run orchestration refused to create.
-REFUSED = "Refused"
-
-
 async def _mark_refused(
     session: AsyncSession, svc: ServiceContext, refused: Sequence[tuple[Any, InvalidArgument]], now: datetime
 ) -> None:
+    if not refused:
+        return
     c = deployment_runs.c
-    for row, error in refused:
-        message = f"orchestration refused to create the run: {error}"
-        marked = await session.execute(
-            update(deployment_runs)
-            .where(c.flow_run_id == row.flow_run_id, c.status == "NEW")
-            .values(status="DONE", state_type="FAILED", state_name=REFUSED, state_timestamp=now, updated=now)
+    marked = await session.execute(
+        update(deployment_runs)
+        .where(c.flow_run_id.in_([row.flow_run_id for row, _ in refused]), c.status == "NEW")
+        .values(status=REFUSED, state_type="FAILED", state_name="Refused", state_timestamp=now, updated=now)
+        .returning(c.flow_run_id)
+    )
+    kept = set(marked.scalars())
+    events = [
+        new_event(
+            "weir.deployment.run-refused",
+            resource(f"weir.deployment.{row.deployment_id}"),
+            occurred=now,
+            related=[resource(f"weir.flow-run.{row.flow_run_id}", role="flow-run")],
+            payload={"reason": f"orchestration refused to create the run: {error}"},
         )
-        if marked.rowcount:
-            event = new_event(
-                "weir.deployment.run-refused",
-                resource(f"weir.deployment.{row.deployment_id}"),
-                occurred=now,
-                related=[resource(f"weir.flow-run.{row.flow_run_id}", role="flow-run")],
-                payload={"reason": message},
-            )
-            await svc.outbox.add(session, [event])
+        for row, error in refused
+        if row.flow_run_id in kept
+    ]
+    if events:
+        await svc.outbox.add(session, events)
 
 
-async def _refused_before(svc: ServiceContext, flow_run_id: str) -> bool:
+async def _refused_before(session: AsyncSession, flow_run_id: str) -> bool:
     c = deployment_runs.c
-    async with svc.db.read() as session:
-        query = select(c.state_name).where(c.flow_run_id == flow_run_id, c.status == "DONE")
-        return (await session.execute(query)).scalar() == REFUSED
+    query = select(c.status).where(c.flow_run_id == flow_run_id)
+    return (await session.execute(query)).scalar() == REFUSED
 
 
 async def mark_scheduled(session: AsyncSession, flow_run_ids: Sequence[str], now: datetime) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from weir_deployments import schedules
+from weir_deployments.deployments import WAITING
 from weir_deployments.models import deployment_runs, deployments
 from weir_deployments.models import schedules as schedule_table
 from weir_deployments.remote import Orchestration
@@ -96,9 +97,7 @@ class Scheduler(BackgroundLoop):
             rows = (await session.execute(locked(self.svc.db, query, of=schedule_table))).all()
             for row in rows:
                 waiting = (
-                    await session.execute(
-                        select(func.count()).where(r.schedule_id == row.id, r.status.in_(("NEW", "SCHEDULED")))
-                    )
+                    await session.execute(select(func.count()).where(r.schedule_id == row.id, r.status.in_(WAITING)))
                 ).scalar_one()
                 room = s.scheduler_max_runs - waiting
                 if room <= 0:

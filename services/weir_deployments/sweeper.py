@@ -29,7 +29,7 @@ from sqlalchemy import and_, delete, or_, select, update
 
 from weir.client.types import StateType
 from weir.errors import NotFound, WeirError
-from weir_deployments.models import deployment_runs, workers
+from weir_deployments.models import REFUSED, deployment_runs, workers
 from weir_deployments.remote import Orchestration
 from weir_deployments.runs import materialize, pending_materialization
 from weir_deployments.settings import DeploymentsSettings
@@ -80,7 +80,9 @@ class Sweeper(BackgroundLoop):
         async with self.svc.db.transaction() as session:
             cutoff = now - timedelta(seconds=s.done_retention_seconds)
             await session.execute(
-                delete(deployment_runs).where(deployment_runs.c.status == "DONE", deployment_runs.c.updated < cutoff)
+                delete(deployment_runs).where(
+                    deployment_runs.c.status.in_(("DONE", REFUSED)), deployment_runs.c.updated < cutoff
+                )
             )
         return repaired
 

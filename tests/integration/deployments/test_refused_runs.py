@@ -1,8 +1,9 @@
 """A run of a deployment that orchestration refuses to create, found by the background path (the
-scheduler, the sweeper): it is marked done and failed ("Refused") with an event saying why, not
-retried forever. The synchronous path checks the request as orchestration will, so such a run can
-only come from rows stored before those checks, or from the two services disagreeing; the test
-writes such a row into the deployments database itself."""
+scheduler, the sweeper): it is kept as REFUSED (state FAILED, "Refused") with an event saying why,
+not retried forever, and a schedule makes no new runs in its place. The synchronous path checks
+the request as orchestration will, so such a run can only come from rows stored before those
+checks, or from the two services disagreeing; the tests write such rows into the deployments
+database themselves."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from weir.v1 import deployments_pb2 as pb
 from weir.v1 import events_pb2, events_pb2_grpc
 from weir.v1 import orchestration_pb2 as opb
 from weir_deployments import runs
-from weir_deployments.models import deployment_runs
+from weir_deployments.models import deployment_runs, deployments
 
 from .conftest import Api
 from .test_service import expect, make_deployment, make_pool
@@ -57,7 +58,7 @@ async def test_a_run_orchestration_refuses_is_marked_refused_not_retried(dthread
 
     dthread.run(hosted.runtime.sweeper.sweep_once())  # the background sweeper may have been first
     rows = dthread.run(_rows(hosted, [bad, good]))
-    assert (rows[bad].status, rows[bad].state_type, rows[bad].state_name) == ("DONE", "FAILED", "Refused")
+    assert (rows[bad].status, rows[bad].state_type, rows[bad].state_name) == ("REFUSED", "FAILED", "Refused")
     assert rows[good].status != "NEW"
     await expect(api.orchestration.GetFlowRun(opb.GetFlowRunRequest(id=bad)), grpc.StatusCode.NOT_FOUND)
     created = (await api.orchestration.GetFlowRun(opb.GetFlowRunRequest(id=good))).flow_run
@@ -105,5 +106,51 @@ async def test_a_request_for_a_refused_run_is_invalid_argument(dthread: Any, api
     first = await expect(api.deployments.CreateFlowRunFromDeployment(request), grpc.StatusCode.INVALID_ARGUMENT)
     assert "name" in (first.details() or "")  # orchestration's own reason
     again = await expect(api.deployments.CreateFlowRunFromDeployment(request), grpc.StatusCode.INVALID_ARGUMENT)
-    assert f"orchestration refused to create flow run {run_id}" in (again.details() or "")
-    assert dthread.run(_rows(hosted, [run_id]))[run_id].state_name == "Refused"
+    assert f"orchestration refused to create flow run {run_id} earlier" in (again.details() or "")
+    assert dthread.run(_rows(hosted, [run_id]))[run_id].status == "REFUSED"
+
+
+async def _break_deployment(hosted: Any, deployment_id: str) -> None:
+    """Give a deployment a value orchestration refuses on every run, as a row an older version stored."""
+    async with hosted.ctx.db.transaction() as session:
+        query = update(deployments).where(deployments.c.id == deployment_id).values(retries=-1, paused=False)
+        await session.execute(query)
+
+
+async def _statuses(hosted: Any, deployment_id: str) -> list[str]:
+    async with hosted.ctx.db.read() as session:
+        query = select(deployment_runs.c.status).where(deployment_runs.c.deployment_id == deployment_id)
+        return sorted((await session.execute(query)).scalars())
+
+
+async def test_a_schedule_whose_runs_are_refused_stops_until_the_deployment_is_fixed(dthread: Any, api: Api) -> None:
+    pool = await make_pool(api)
+    hourly = pb.Schedule(interval_seconds=3600, active=True)
+    dep = await make_deployment(api, pool.name, schedules=[hourly], paused=True)
+    hosted = _deployments(dthread)
+    dthread.run(_break_deployment(hosted, dep.id))
+    scheduler = hosted.runtime.scheduler
+    minimum = hosted.runtime.settings.scheduler_min_runs
+    # The background scheduler runs too (every 0.5 s here), and one round skips a schedule the
+    # other holds: wait for the rounds to settle, then check that more rounds change nothing.
+    refused = ["REFUSED"] * minimum
+    await _settled(dthread, hosted, dep.id, lambda statuses: statuses == refused)
+    for _ in range(5):
+        dthread.run(scheduler.schedule_once())
+    # The refused runs stand in for the ones the schedule keeps ahead: no new ones replace them.
+    assert dthread.run(_statuses(hosted, dep.id)) == refused
+
+    # Fixed by an upsert: the refused runs are withdrawn and the schedule makes good ones.
+    msg = pb.Deployment(flow_name=dep.flow_name, name=dep.name, work_pool_name=pool.name, schedules=[hourly])
+    await api.deployments.UpsertDeployment(pb.UpsertDeploymentRequest(deployment=msg))
+    statuses = await _settled(dthread, hosted, dep.id, lambda s: len(s) >= minimum and "NEW" not in s)
+    assert set(statuses) == {"SCHEDULED"}
+
+
+async def _settled(dthread: Any, hosted: Any, deployment_id: str, done: Any) -> list[str]:
+    """The deployment's run statuses once ``done`` holds for them (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while not done(statuses := dthread.run(_statuses(hosted, deployment_id))) and time.monotonic() < deadline:
+        dthread.run(hosted.runtime.scheduler.schedule_once())
+        await asyncio.sleep(0.05)
+    return statuses
