@@ -102,7 +102,7 @@ task_runs = Table(
     *_state_columns(),
     UniqueConstraint("flow_run_id", "task_key", "dynamic_key"),
     Index("ix_task_runs_created", "created", "id"),
-    Index("ix_task_runs_cache_key", "cache_key", "state_type"),
+    Index("ix_task_runs_cache_key", "cache_key", "state_type", "state_timestamp"),
 )
 
 run_states = Table(

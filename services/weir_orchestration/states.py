@@ -303,6 +303,19 @@ async def _earlier_answers(
     return by_id, by_key
 
 
+#: What :func:`state_from_run_row` reads.
+_STATE_COLUMNS = [
+    task_runs.c[name]
+    for name in (
+        "state_id",
+        "state_type",
+        "state_name",
+        "state_timestamp",
+        "state_message",
+        "state_details",
+        "state_data",
+    )
+]
 #: Per cache key, its valid results, newest first: (task run id, its COMPLETED state).
 Hits = dict[str, list[tuple[str, State]]]
 #: Per cache key, the task runs RUNNING with it.
@@ -317,8 +330,10 @@ async def _cache_lookup(session: AsyncSession, keys: set[str], now: datetime, ne
     COMPLETED. Two statements could miss it in both (RUNNING gone from the second, COMPLETED not
     yet in the first) and run its body a second time. The runs of the batch being decided are
     read too: as the batch is decided in order, :func:`_track_cache_key` moves them along, so a
-    proposal sees each of them as the proposals before it left it. ``newest``: how many hits per
-    key to read (one more than the batch has runs: each can only take its own away).
+    proposal sees each of them as the proposals before it left it. ``newest``: how many hits and
+    holders per key to read, newest first: one more than the batch has runs, as only those can be
+    taken away (by :func:`_track_cache_key`) or passed over (a run is no hit of itself), so the
+    rest always holds the answer.
     """
     if not keys:
         return {}, {}
@@ -327,12 +342,9 @@ async def _cache_lookup(session: AsyncSession, keys: set[str], now: datetime, ne
     valid_hit = and_(c.state_type == "COMPLETED", or_(c.cache_expiration.is_(None), c.cache_expiration > now))
     holding = and_(c.state_type == "RUNNING", c.state_timestamp > since)
     rank = func.row_number().over(partition_by=(c.cache_key, c.state_type), order_by=c.state_timestamp.desc())
-    ranked = select(task_runs, rank.label("rank")).where(c.cache_key.in_(keys), or_(valid_hit, holding)).subquery()
-    query = (
-        select(ranked)
-        .where(or_(ranked.c.state_type == "RUNNING", ranked.c.rank <= newest))
-        .order_by(ranked.c.state_timestamp.desc())
-    )
+    columns = [c.id, c.cache_key, *_STATE_COLUMNS, rank.label("rank")]
+    ranked = select(*columns).where(c.cache_key.in_(keys), or_(valid_hit, holding)).subquery()
+    query = select(ranked).where(ranked.c.rank <= newest).order_by(ranked.c.state_timestamp.desc())
     hits: Hits = {}
     holders: Holders = {}
     for row in (await session.execute(query)).all():
@@ -444,14 +456,10 @@ async def apply(
     loaded = await load_runs(session, kind, to_load, lock=lock) if to_load else {}
     runs = {**created, **cached, **loaded}
     by_id, by_key = await _earlier_answers(session, proposals, runs)
-    wanted_keys = {
-        p.state.details.cache_key or runs[p.run_id].cache_key
-        for p in proposals
-        if kind is RunKind.TASK and p.state.type == RUNNING and p.run_id in runs and not p.state.details.refresh_cache
-    }
+    wanted_keys = _keys_asked_about(kind, proposals, runs)
     # Two streams asking about one key at once: the second waits for the first's commit (Postgres).
     await lock_cache_keys(session, wanted_keys, is_postgres=svc.db.is_postgres)
-    hits, holders = await _cache_lookup(session, wanted_keys - {""}, now, len(runs) + 1)
+    hits, holders = await _cache_lookup(session, wanted_keys, now, len(runs) + 1)
     batch = _Batch()
     outcomes = []
     for p in proposals:
@@ -475,14 +483,14 @@ async def apply(
         proposed = _after(p.state, run.state)
         held = bool(key) and bool(holders.get(key, set()) - {p.run_id})
         verdict = _evaluate(run, p, proposed, now, _hit_for(hits, key, p.run_id) if key else None, held)
-        held_key = run.cache_key
+        key_before = run.cache_key
         written = _to_write(verdict, run.state)
         if written is None and run.cached:
             raise StateRaced(f"{kind.value} run {p.run_id}: a decision on a cached run that writes nothing")
         if written is not None:
             _record(run, written, p, proposed, batch)
             if kind is RunKind.TASK and run.cache_key:
-                _track_cache_key(run, held_key, written, hits, holders, now)
+                _track_cache_key(run, key_before, written, hits, holders, now)
             by_id[written.id] = (p.run_id, written)
             if p.idempotency_key and written.id == p.state.id:
                 by_key[(p.run_id, p.idempotency_key)] = written
@@ -495,6 +503,16 @@ async def apply(
     if decided is not None:
         decided.update(runs)
     return outcomes
+
+
+def _keys_asked_about(kind: RunKind, proposals: Sequence[Proposal], runs: Mapping[str, Run]) -> set[str]:
+    """The cache keys a batch's RUNNING proposals may be decided on: each run's key as loaded, and
+    any key a proposal of the batch brings (an earlier proposal can give a run a new key)."""
+    if kind is not RunKind.TASK:
+        return set()
+    keys = {p.state.details.cache_key for p in proposals}
+    keys.update(runs[p.run_id].cache_key for p in proposals if p.state.type == RUNNING and p.run_id in runs)
+    return keys - {""}
 
 
 def _track_cache_key(run: Run, old_key: str, written: State, hits: Hits, holders: Holders, now: datetime) -> None:

@@ -102,3 +102,18 @@ async def test_a_run_asking_again_is_not_its_own_hit(orch):
     assert decision.result.decision == pb.REJECT and decision.result.state.name == "Cached", decision.result
     assert decision.result.state.details.cached_from_task_run_id == second
     assert decision.result.state.details.result_ref == "r://second"
+
+
+async def test_a_key_given_earlier_in_the_same_batch_is_looked_up(orch):
+    # The run has no key until the first proposal of the batch gives it one; its RUNNING, later
+    # in the same batch, is decided on that key: another run holds it, so it waits.
+    run = await new_flow_run(orch.stub)
+    await set_flow_state(orch.stub, run.id, common_pb2.RUNNING)
+    key = f"inputs-{uid()}"
+    holder = await new_task_run(orch.stub, run.id, cache_key=key)
+    assert (await set_task_state(orch.stub, holder.id, common_pb2.RUNNING)).decision == pb.ACCEPT
+    keyless = await new_task_run(orch.stub, run.id)
+    keyed = pb.TaskRunStateProposal(task_run_id=keyless.id, proposal=proposal(common_pb2.SCHEDULED, cache_key=key))
+    answer = await _one_message(orch, [keyed, _running(keyless.id)])
+    (decision,) = answer.decisions
+    assert decision.result.decision == pb.WAIT and decision.result.rule == "cache_lookup", decision.result
