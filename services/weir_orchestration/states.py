@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from weir.errors import InvalidArgument, NotFound
@@ -29,11 +29,10 @@ from weir_kit.prepared import InsertMany, Keyed, Prepared, driver
 from weir_kit.runtime import ServiceContext
 from weir_kit.values import short_text
 from weir_orchestration import events
-from weir_orchestration.cache_keys import lock_cache_keys
+from weir_orchestration.cache_keys import cache_lookup, hit_for, keys_asked_about, lock_cache_keys, track_cache_key
 from weir_orchestration.filters import after_key, next_token
 from weir_orchestration.models import flow_runs, flows, outbox, run_states, task_runs
 from weir_orchestration.policy import (
-    CACHE_HOLD_SECONDS,
     COMPLETED,
     RUNNING,
     Decision,
@@ -303,65 +302,6 @@ async def _earlier_answers(
     return by_id, by_key
 
 
-#: What :func:`state_from_run_row` reads.
-_STATE_COLUMNS = [
-    task_runs.c[name]
-    for name in (
-        "state_id",
-        "state_type",
-        "state_name",
-        "state_timestamp",
-        "state_message",
-        "state_details",
-        "state_data",
-    )
-]
-#: Per cache key, its valid results, newest first: (task run id, its COMPLETED state).
-Hits = dict[str, list[tuple[str, State]]]
-#: Per cache key, the task runs RUNNING with it.
-Holders = dict[str, set[str]]
-
-
-async def _cache_lookup(session: AsyncSession, keys: set[str], now: datetime, newest: int) -> tuple[Hits, Holders]:
-    """Per cache key: the still-valid COMPLETED task run states (hits, newest first), and the task
-    runs RUNNING with it (holders: their results may soon be hits).
-
-    One statement, so one snapshot: a holder that completes meanwhile is seen either RUNNING or
-    COMPLETED. Two statements could miss it in both (RUNNING gone from the second, COMPLETED not
-    yet in the first) and run its body a second time. The runs of the batch being decided are
-    read too: as the batch is decided in order, :func:`_track_cache_key` moves them along, so a
-    proposal sees each of them as the proposals before it left it. ``newest``: how many hits and
-    holders per key to read, newest first: one more than the batch has runs, as only those can be
-    taken away (by :func:`_track_cache_key`) or passed over (a run is no hit of itself), so the
-    rest always holds the answer.
-    """
-    if not keys:
-        return {}, {}
-    c = task_runs.c
-    since = now - timedelta(seconds=CACHE_HOLD_SECONDS)
-    valid_hit = and_(c.state_type == "COMPLETED", or_(c.cache_expiration.is_(None), c.cache_expiration > now))
-    holding = and_(c.state_type == "RUNNING", c.state_timestamp > since)
-    rank = func.row_number().over(partition_by=(c.cache_key, c.state_type), order_by=c.state_timestamp.desc())
-    columns = [c.id, c.cache_key, *_STATE_COLUMNS, rank.label("rank")]
-    ranked = select(*columns).where(c.cache_key.in_(keys), or_(valid_hit, holding)).subquery()
-    query = select(ranked).where(ranked.c.rank <= newest).order_by(ranked.c.state_timestamp.desc())
-    hits: Hits = {}
-    holders: Holders = {}
-    for row in (await session.execute(query)).all():
-        if row.state_type == "RUNNING":
-            holders.setdefault(row.cache_key, set()).add(row.id)
-            continue
-        state = state_from_run_row(row)
-        if state is not None:
-            hits.setdefault(row.cache_key, []).append((row.id, state))
-    return hits, holders
-
-
-def _hit_for(hits: Hits, key: str, run_id: str) -> tuple[str, State] | None:
-    """The newest result of ``key`` that another task run computed (a run is no hit of itself)."""
-    return next((hit for hit in hits.get(key, ()) if hit[0] != run_id), None)
-
-
 # ------------------------------------------------------------------ deciding
 
 
@@ -456,10 +396,10 @@ async def apply(
     loaded = await load_runs(session, kind, to_load, lock=lock) if to_load else {}
     runs = {**created, **cached, **loaded}
     by_id, by_key = await _earlier_answers(session, proposals, runs)
-    wanted_keys = _keys_asked_about(kind, proposals, runs)
+    wanted_keys = keys_asked_about(kind, proposals, runs)
     # Two streams asking about one key at once: the second waits for the first's commit (Postgres).
     await lock_cache_keys(session, wanted_keys, is_postgres=svc.db.is_postgres)
-    hits, holders = await _cache_lookup(session, wanted_keys, now, len(runs) + 1)
+    hits, holders = await cache_lookup(session, wanted_keys, now, len(runs) + 1)
     batch = _Batch()
     outcomes = []
     for p in proposals:
@@ -482,7 +422,7 @@ async def apply(
         key = p.state.details.cache_key or run.cache_key
         proposed = _after(p.state, run.state)
         held = bool(key) and bool(holders.get(key, set()) - {p.run_id})
-        verdict = _evaluate(run, p, proposed, now, _hit_for(hits, key, p.run_id) if key else None, held)
+        verdict = _evaluate(run, p, proposed, now, hit_for(hits, key, p.run_id) if key else None, held)
         key_before = run.cache_key
         written = _to_write(verdict, run.state)
         if written is None and run.cached:
@@ -490,7 +430,7 @@ async def apply(
         if written is not None:
             _record(run, written, p, proposed, batch)
             if kind is RunKind.TASK and run.cache_key:
-                _track_cache_key(run, key_before, written, hits, holders, now)
+                track_cache_key(run, key_before, written, hits, holders, now)
             by_id[written.id] = (p.run_id, written)
             if p.idempotency_key and written.id == p.state.id:
                 by_key[(p.run_id, p.idempotency_key)] = written
@@ -503,32 +443,6 @@ async def apply(
     if decided is not None:
         decided.update(runs)
     return outcomes
-
-
-def _keys_asked_about(kind: RunKind, proposals: Sequence[Proposal], runs: Mapping[str, Run]) -> set[str]:
-    """The cache keys a batch's RUNNING proposals may be decided on: each run's key as loaded, and
-    any key a proposal of the batch brings (an earlier proposal can give a run a new key)."""
-    if kind is not RunKind.TASK:
-        return set()
-    keys = {p.state.details.cache_key for p in proposals}
-    keys.update(runs[p.run_id].cache_key for p in proposals if p.state.type == RUNNING and p.run_id in runs)
-    return keys - {""}
-
-
-def _track_cache_key(run: Run, old_key: str, written: State, hits: Hits, holders: Holders, now: datetime) -> None:
-    """Later proposals of the same batch see this run's hold on its cache key, or its result, and
-    no longer see what it held or had computed before (``old_key``: its key before this state)."""
-    for key in {old_key, run.cache_key} - {""}:
-        holders.get(key, set()).discard(run.ref.id)
-        if key in hits:
-            hits[key] = [hit for hit in hits[key] if hit[0] != run.ref.id]
-    key = run.cache_key
-    if written.type == RUNNING:
-        holders.setdefault(key, set()).add(run.ref.id)
-        return
-    expires = written.details.cache_expiration
-    if written.type == COMPLETED and written.name != "Cached" and (expires is None or expires > now):
-        hits.setdefault(key, []).insert(0, (run.ref.id, written))
 
 
 INSERT_STATES = InsertMany(run_states)
