@@ -177,9 +177,9 @@ async def _materialize(
 ) -> tuple[list[str], dict[str, InvalidArgument]]:
     """The runs created in orchestration, and those it refused.
 
-    A run orchestration refuses as invalid would be refused on every retry: it is marked done and
-    kept as ``REFUSED`` (state FAILED, "Refused") instead, with a ``weir.deployment.run-refused``
-    event carrying the reason. Any other error leaves the run ``NEW`` for the sweeper.
+    A run orchestration refuses as invalid would be refused on every retry: it is kept as
+    ``REFUSED`` (state FAILED, "Refused") instead, with a ``weir.deployment.run-refused`` event
+    carrying the reason. Any other error leaves the run ``NEW`` for the sweeper.
     """
     c = deployment_runs.c
     async with svc.db.read() as session:
