@@ -1,6 +1,6 @@
 """One computation per cache key across concurrent transactions.
 
-``cache_lookup`` answers WAIT to a task run proposing RUNNING with a key
+The policy rule ``cache_lookup`` answers WAIT to a task run proposing RUNNING with a key
 that another task run holds in RUNNING. That only works if the second
 transaction can see the first one's RUNNING row: two SyncRuns streams (two
 processes) proposing the same key at the same moment would each find no
