@@ -123,12 +123,15 @@ def hit_for(hits: Hits, key: str, run_id: str) -> tuple[str, State] | None:
 
 
 def keys_asked_about(kind: RunKind, proposals: Sequence[Proposal], runs: Mapping[str, Run]) -> set[str]:
-    """The cache keys a batch's RUNNING proposals may be decided on: each run's key as loaded, and
-    any key a proposal of the batch brings (an earlier proposal can give a run a new key)."""
+    """The cache keys a batch's RUNNING proposals may be decided on: the key each of their runs
+    was loaded with, and any key a proposal of the batch brings one of those runs (an earlier
+    proposal can give a run a new key). A batch with no RUNNING (the COMPLETED states a flow
+    sends) asks about none, and so takes no lock and reads nothing."""
     if kind is not RunKind.TASK:
         return set()
-    keys = {p.state.details.cache_key for p in proposals}
-    keys.update(runs[p.run_id].cache_key for p in proposals if p.state.type == RUNNING and p.run_id in runs)
+    starting = {p.run_id for p in proposals if p.state.type == RUNNING and p.run_id in runs}
+    keys = {runs[run_id].cache_key for run_id in starting}
+    keys.update(p.state.details.cache_key for p in proposals if p.run_id in starting)
     return keys - {""}
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import insert, select, update
 from weir.v1 import deployments_pb2 as pb
 from weir.v1 import events_pb2, events_pb2_grpc
 from weir.v1 import orchestration_pb2 as opb
+from weir_deployments import deployments as deployment_rows
 from weir_deployments import runs
 from weir_deployments.models import deployment_runs, deployments
 
@@ -31,11 +32,12 @@ def _deployments(dthread: Any) -> Any:
     return hosted
 
 
-async def _insert_new_rows(hosted: Any, deployment: Any, names: dict[str, str]) -> None:
+async def _insert_new_rows(hosted: Any, deployment_id: str, names: dict[str, str]) -> None:
     """``NEW`` rows (flow run id -> run name), as the scheduler writes them, a minute old."""
     svc = hosted.ctx
     then = svc.clock() - timedelta(minutes=1)
     async with svc.db.transaction() as session:
+        deployment = await deployment_rows.fetch(session, deployment_id)
         for run_id, name in names.items():
             request = runs.create_request(deployment, then, parameters={}, name=name)
             row = runs.new_row(run_id, deployment, "default", then, request, then)
@@ -53,8 +55,7 @@ async def test_a_run_orchestration_refuses_is_marked_refused_not_retried(dthread
     dep = await make_deployment(api, pool.name)
     hosted = _deployments(dthread)
     bad, good = str(uuid.uuid4()), str(uuid.uuid4())
-    row_of_dep = _Deployment(dep)
-    dthread.run(_insert_new_rows(hosted, row_of_dep, {bad: "n" * 300, good: "fine"}))
+    dthread.run(_insert_new_rows(hosted, dep.id, {bad: "n" * 300, good: "fine"}))
 
     dthread.run(hosted.runtime.sweeper.sweep_once())  # the background sweeper may have been first
     rows = dthread.run(_rows(hosted, [bad, good]))
@@ -81,18 +82,6 @@ async def test_a_run_orchestration_refuses_is_marked_refused_not_retried(dthread
     assert "name" in event.payload["reason"] and "orchestration refused" in event.payload["reason"]
 
 
-class _Deployment:
-    """The columns of a deployment row that ``runs.create_request`` and ``runs.new_row`` read."""
-
-    def __init__(self, dep: Any) -> None:
-        self.id = dep.id
-        self.flow_name = dep.flow_name
-        self.tags = list(dep.tags)
-        self.retries = dep.retries
-        self.retry_delay_seconds = list(dep.retry_delay_seconds)
-        self.work_pool_name = dep.work_pool_name
-
-
 async def test_a_request_for_a_refused_run_is_invalid_argument(dthread: Any, api: Api) -> None:
     # The request is good, but its idempotency key names a run orchestration refuses: the caller
     # hears so, now and on every repeat, instead of an id of a run that will never exist.
@@ -101,7 +90,7 @@ async def test_a_request_for_a_refused_run_is_invalid_argument(dthread: Any, api
     hosted = _deployments(dthread)
     key = f"key-{uuid.uuid4()}"
     run_id = str(uuid.uuid5(runs.RUN_NAMESPACE, f"{dep.id}/{key}"))
-    dthread.run(_insert_new_rows(hosted, _Deployment(dep), {run_id: "n" * 300}))
+    dthread.run(_insert_new_rows(hosted, dep.id, {run_id: "n" * 300}))
     request = pb.CreateFlowRunFromDeploymentRequest(deployment_id=dep.id, idempotency_key=key)
     first = await expect(api.deployments.CreateFlowRunFromDeployment(request), grpc.StatusCode.INVALID_ARGUMENT)
     assert "name" in (first.details() or "")  # orchestration's own reason
