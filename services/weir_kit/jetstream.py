@@ -79,6 +79,12 @@ class EmbeddedNats:
         return f"nats://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> str:
+        """Spawn the server and wait until it listens; its URL."""
+        self.spawn()
+        return self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the child without waiting for it (see :meth:`wait_ready`)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_file = open(self.store_dir / "nats-server.log", "ab")  # noqa: SIM115 - lives with the child
         args = [*_die_with_parent_prefix(), find_nats_server(), "-a", self.host, "-p", str(self.port)]
@@ -91,6 +97,11 @@ class EmbeddedNats:
         )
         log_file.close()
         atexit.register(self.stop)
+
+    def wait_ready(self, timeout: float = 10.0) -> str:
+        """Wait until the spawned server listens; its URL. Stops it and raises if it does not."""
+        if self.process is None:
+            raise RuntimeError("nats-server was not spawned")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -7,12 +7,16 @@ schema (``search_path``); on SQLite in the service's own file.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from weir_kit.db import Database
 
@@ -90,23 +94,54 @@ async def upgrade(db: Database, script_location: Path, metadata: MetaData, *, re
     Alembic's upgrade. ``replay``: always run the migrations (tests compare
     the two ways of building a schema).
     """
-    head = head_revision(script_location)
+    if replay or not await _settle(db, head_revision(script_location), metadata):
+        await _alembic_upgrade(db, script_location)
 
-    def _run(connection: Connection) -> None:
-        current = _current_revision(connection)
-        if current == head and not replay:
-            return
-        if current is None and not replay and _create_at_head(connection, metadata, head):
-            return
-        from alembic import command
 
-        command.upgrade(_config(script_location, connection), "head")
+async def upgrade_all(targets: Sequence[tuple[Database, Path, MetaData]]) -> None:
+    """:func:`upgrade` for several services' databases, as one host starts them.
 
+    The common cases (at head, or empty) are settled side by side: each is a
+    round trip or two that would otherwise wait on the one before. Alembic's
+    ``context`` is process-global, so the upgrades it runs go one at a time.
+    """
+    settled = await asyncio.gather(*(_settle(db, head_revision(loc), metadata) for db, loc, metadata in targets))
+    for done, (db, loc, _) in zip(settled, targets, strict=True):
+        if not done:
+            await _alembic_upgrade(db, loc)
+
+
+@contextlib.asynccontextmanager
+async def _migrating(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A transaction on the service's schema, holding its migration lock on Postgres."""
     async with db.write_engine.begin() as conn:
         if db.schema is not None:
             # Replicas starting together take turns: one migrates, the rest find it done.
             await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": db.schema})
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{db.schema}"'))
+        yield conn
+
+
+async def _settle(db: Database, head: str, metadata: MetaData) -> bool:
+    """True when the database is at ``head``, or was empty and is now created at it."""
+
+    def _run(connection: Connection) -> bool:
+        current = _current_revision(connection)
+        if current == head:
+            return True
+        return current is None and _create_at_head(connection, metadata, head)
+
+    async with _migrating(db) as conn:
+        return await conn.run_sync(_run)
+
+
+async def _alembic_upgrade(db: Database, script_location: Path) -> None:
+    def _run(connection: Connection) -> None:
+        from alembic import command
+
+        command.upgrade(_config(script_location, connection), "head")
+
+    async with _migrating(db) as conn:
         await conn.run_sync(_run)
 
 

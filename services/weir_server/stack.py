@@ -23,7 +23,7 @@ from weir_kit.clock import Clock, utcnow
 from weir_kit.db import Database
 from weir_kit.grpc_server import GrpcServer
 from weir_kit.jetstream import EmbeddedNats, Nats
-from weir_kit.migrations import upgrade
+from weir_kit.migrations import upgrade_all
 from weir_kit.outbox import Outbox, OutboxRelay
 from weir_kit.runtime import ServiceContext, ServiceRuntime
 from weir_kit.settings import KitSettings
@@ -72,20 +72,21 @@ class Stack:
 
     async def start(self) -> None:
         started = time.perf_counter()
-        definitions = [load(name) for name in self.services]
         if self.settings.nats_url:
             self.nats_url = self.settings.nats_url
         else:
             self.embedded_nats = EmbeddedNats(self.settings.home / "nats")
             # Started from the loop's own thread on purpose: the child's parent-death signal
             # follows the thread that spawned it, and an executor thread may exit first.
-            self.nats_url = self.embedded_nats.start()
+            # Spawned before the services' modules load, so it boots while they import.
+            self.embedded_nats.spawn()
         try:
+            definitions = [load(name) for name in self.services]
+            if self.embedded_nats is not None:
+                self.nats_url = self.embedded_nats.wait_ready()
             self.nats = await Nats.open(self.nats_url, self.settings, name="weir-server")
             dbs = [Database(self.settings, d.name) for d in definitions]
-            # One after another: Alembic's `context` is process-global, so upgrades cannot interleave.
-            for db, definition in zip(dbs, definitions, strict=True):
-                await upgrade(db, definition.migrations, definition.metadata)
+            await upgrade_all([(db, d.migrations, d.metadata) for db, d in zip(dbs, definitions, strict=True)])
             self.grpc = GrpcServer(self.settings)
             for definition, db in zip(definitions, dbs, strict=True):
                 outbox = Outbox(definition.metadata.tables["outbox"], db, self.settings)
@@ -122,8 +123,9 @@ class Stack:
         assert self.grpc is not None
         async with grpc.aio.insecure_channel(self.address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
-            for name in self.grpc.service_names:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+            names = self.grpc.service_names
+            checks = (stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5) for name in names)
+            for name, reply in zip(names, await asyncio.gather(*checks), strict=True):
                 if reply.status != health_pb2.HealthCheckResponse.SERVING:
                     raise RuntimeError(f"{name} is not serving")
 

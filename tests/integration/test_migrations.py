@@ -21,7 +21,7 @@ from sqlalchemy import Connection, inspect, text
 
 from tests.fixtures.backends import BACKENDS, POSTGRES_URL, drop_schemas, require_backend, unique_schema_prefix
 from weir_kit.db import Database
-from weir_kit.migrations import VERSION_TABLE, _config, head_revision, upgrade
+from weir_kit.migrations import VERSION_TABLE, _config, head_revision, upgrade, upgrade_all
 from weir_kit.runtime import ServiceDefinition
 from weir_kit.settings import KitSettings
 from weir_server.registry import SERVICES, load
@@ -145,3 +145,30 @@ async def test_an_older_database_is_brought_to_head_by_alembic(databases: Databa
     assert tables_after - tables_before, "the second revision's tables were not created"
     assert set(definition.metadata.tables) <= tables_after
     assert await _run(db, lambda c: c.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()) == head
+
+
+async def test_upgrade_all_settles_several_databases_at_once(databases: Databases) -> None:
+    """What a host does at start: an empty, an at-head and an older database in one call."""
+    orchestration, deployments = load("orchestration"), load("deployments")
+    empty = databases.new("empty", "orchestration")
+    at_head = databases.new("head", "orchestration")
+    older = databases.new("older", "deployments")
+    await upgrade(at_head, orchestration.migrations, orchestration.metadata)
+    first = ScriptDirectory.from_config(_config(deployments.migrations)).get_base()
+    async with older.write_engine.begin() as conn:
+        if older.schema is not None:
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{older.schema}"'))
+        await conn.run_sync(lambda c: command.upgrade(_config(deployments.migrations, c), first))
+
+    await upgrade_all(
+        [
+            (empty, orchestration.migrations, orchestration.metadata),
+            (at_head, orchestration.migrations, orchestration.metadata),
+            (older, deployments.migrations, deployments.metadata),
+        ]
+    )
+
+    for db, definition in ((empty, orchestration), (at_head, orchestration), (older, deployments)):
+        version = await _run(db, lambda c: c.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar())
+        assert version == head_revision(definition.migrations)
+        assert set(definition.metadata.tables) <= set(await _run(db, lambda c: inspect(c).get_table_names()))
