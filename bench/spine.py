@@ -75,9 +75,11 @@ class Server:
             "--http-port",
             str(self.http_port),
         ]
+        self.schema_prefix: str | None = None
         if backend == "postgres":
             self.args += ["--database-url", POSTGRES_URL]
-            self.env["WEIR_DATABASE_SCHEMA_PREFIX"] = schema_prefix or f"b{uuid.uuid4().hex[:8]}_"
+            self.schema_prefix = schema_prefix or f"b{uuid.uuid4().hex[:8]}_"
+            self.env["WEIR_DATABASE_SCHEMA_PREFIX"] = self.schema_prefix
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -133,6 +135,8 @@ class Server:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=20)
+        if self.schema_prefix:
+            drop_schemas(self.schema_prefix)
 
 
 class SplitServices:
@@ -144,6 +148,7 @@ class SplitServices:
         self.grpc_port = free_port()
         self.events_port = free_port()
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.schema_prefix = f"b{uuid.uuid4().hex[:8]}_"
 
     @property
     def address(self) -> str:
@@ -151,11 +156,7 @@ class SplitServices:
 
     def start(self) -> None:
         nats_url = self.nats.start()
-        env = {
-            **os.environ,
-            "WEIR_HOME": str(self.home),
-            "WEIR_DATABASE_SCHEMA_PREFIX": f"b{uuid.uuid4().hex[:8]}_",
-        }
+        env = {**os.environ, "WEIR_HOME": str(self.home), "WEIR_DATABASE_SCHEMA_PREFIX": self.schema_prefix}
         for name, port in (("orchestration", self.grpc_port), ("events", self.events_port)):
             args = [sys.executable, "-m", "weir.cli", "service", name, "--grpc-port", str(port)]
             args += ["--database-url", POSTGRES_URL, "--nats-url", nats_url]
@@ -175,6 +176,25 @@ class SplitServices:
         for proc in self.procs:
             proc.wait(timeout=20)
         self.nats.stop()
+        drop_schemas(self.schema_prefix)
+
+
+def drop_schemas(prefix: str) -> None:
+    """Drop the Postgres schemas a bench server made (one per service), so runs do not pile up."""
+
+    async def drop() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            pattern = prefix.replace("_", r"\_") + "%"
+            names = await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", pattern)
+            for row in names:
+                await conn.execute(f'DROP SCHEMA "{row["nspname"]}" CASCADE')
+        finally:
+            await conn.close()
+
+    _run_async(drop())
 
 
 def pct(values: list[float], q: float) -> float:
