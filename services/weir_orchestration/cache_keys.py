@@ -36,7 +36,8 @@ from weir_orchestration.policy import CACHE_HOLD_SECONDS, COMPLETED, RUNNING, Ru
 from weir_orchestration.proto import state_from_run_row
 
 if TYPE_CHECKING:
-    from weir_orchestration.states import Proposal, Run
+    from weir_orchestration.run_rows import Run
+    from weir_orchestration.states import Proposal
 
 #: Lock ids the keys fold into.
 BUCKETS = 256

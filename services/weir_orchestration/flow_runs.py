@@ -18,7 +18,7 @@ from weir_kit.db import UtcDateTime
 from weir_kit.prepared import InsertNew, Prepared, driver
 from weir_kit.runtime import ServiceContext
 from weir_kit.values import short_text
-from weir_orchestration import events, states
+from weir_orchestration import events, run_rows, states
 from weir_orchestration.filters import after_key, flow_run_filter, next_token
 from weir_orchestration.flows import check_name, ensure_flow
 from weir_orchestration.models import flow_runs, flows
@@ -95,7 +95,7 @@ async def _find_existing(session: AsyncSession, run_id: str, flow_id: str, key: 
 
 
 async def create_flow_run(
-    svc: ServiceContext, req: pb.CreateFlowRunRequest, cache: states.RunCache | None = None
+    svc: ServiceContext, req: pb.CreateFlowRunRequest, cache: run_rows.RunCache | None = None
 ) -> pb.CreateFlowRunResponse:
     """Create a flow run with its first state; a resend (same id, or same flow and idempotency
     key) gets the existing run back. ``cache``: where the new run goes for its first proposals."""
@@ -123,7 +123,7 @@ async def create_flow_run(
         "created": now,
         "updated": now,
     }
-    decided: dict[str, states.Run] = {}
+    decided: dict[str, run_rows.Run] = {}
     async with svc.db.transaction() as session:
         if flow_id:
             found = (await session.execute(select(flows.c.name).where(flows.c.id == flow_id))).first()
@@ -146,7 +146,7 @@ async def create_flow_run(
             RunKind.FLOW, run_id, values["name"], flow_id, flow_name, "", values["deployment_id"] or "", values["tags"]
         )
         # As the row was inserted: no need to read it back before its first state.
-        run = states.Run(ref, None, policy, RunTimes(), keyed={})
+        run = run_rows.Run(ref, None, policy, RunTimes(), keyed={})
         await svc.outbox.add(session, [events.run_changed(ref, "created", now)])
         first = states.Proposal(run_id, initial, force=True)
         await states.apply(session, svc, RunKind.FLOW, [first], now, {run_id: run}, decided=decided)

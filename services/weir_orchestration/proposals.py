@@ -29,7 +29,7 @@ from weir.v1 import orchestration_pb2 as pb
 from weir_kit.grpc_server import unhandled_status
 from weir_kit.loops import FOREGROUND
 from weir_kit.runtime import ServiceContext
-from weir_orchestration import states
+from weir_orchestration import run_rows, states
 from weir_orchestration.policy import RunKind
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def _error_answer(tag: int, code: grpc.StatusCode, message: str, field: str | No
 
 
 async def _decide(
-    svc: ServiceContext, cache: states.RunCache, msg: pb.ProposeStatesRequest
+    svc: ServiceContext, cache: run_rows.RunCache, msg: pb.ProposeStatesRequest
 ) -> pb.ProposeStatesResponse:
     which = msg.WhichOneof("request")
     try:
@@ -68,7 +68,7 @@ def _run_key(msg: pb.ProposeStatesRequest) -> str:
     return "task:" + msg.task_run.task_run_id
 
 
-async def propose_states(svc: ServiceContext, cache: states.RunCache, context: Any) -> None:
+async def propose_states(svc: ServiceContext, cache: run_rows.RunCache, context: Any) -> None:
     """Serve one ProposeStates stream (``context``: its ``grpc.aio.ServicerContext``)."""
     # Headers at once, before any request: the client waits for them before its first write,
     # so that it never writes into a stream a server without this method is ending.

@@ -8,7 +8,7 @@ from typing import Any
 from weir.v1 import orchestration_pb2 as pb
 from weir.v1 import orchestration_pb2_grpc
 from weir_kit.runtime import ServiceContext
-from weir_orchestration import flow_runs, flows, history, logs, proposals, states, sync, task_runs
+from weir_orchestration import flow_runs, flows, history, logs, proposals, run_rows, states, sync, task_runs
 from weir_orchestration.policy import RunKind
 from weir_orchestration.settings import OrchestrationSettings
 
@@ -20,7 +20,7 @@ class OrchestrationServicer(orchestration_pb2_grpc.OrchestrationServiceServicer)
         self.svc = svc
         self.settings = settings
         #: Flow runs this replica last wrote (Postgres proposals skip reading them).
-        self.runs = states.RunCache()
+        self.runs = run_rows.RunCache()
 
     async def CreateFlow(self, request: pb.CreateFlowRequest, context: Ctx) -> pb.CreateFlowResponse:
         return await flows.create_flow(self.svc, request)

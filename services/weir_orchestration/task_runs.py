@@ -19,7 +19,7 @@ from weir_kit import paging
 from weir_kit.prepared import InsertNew, driver
 from weir_kit.runtime import ServiceContext
 from weir_kit.values import short_text
-from weir_orchestration import events, states
+from weir_orchestration import events, run_rows
 from weir_orchestration.filters import after_key, next_token, task_run_filter
 from weir_orchestration.models import flow_runs, flows, task_runs
 from weir_orchestration.policy import COMPLETED, PENDING, RunKind, RunPolicy, RunTimes, State, account, default_name
@@ -72,7 +72,7 @@ def task_run_values(req: pb.CreateTaskRunRequest, now: datetime, field: str = ""
 class Inserted:
     """Task runs just inserted, each with its first state already written."""
 
-    runs: dict[str, states.Run] = field(default_factory=dict)
+    runs: dict[str, run_rows.Run] = field(default_factory=dict)
 
 
 def _with_first_state(row: dict[str, Any], state: State) -> tuple[dict[str, Any], RunTimes]:
@@ -119,7 +119,7 @@ async def insert_task_runs(
     wanted = [(r, s) for r, s in zip(rows, initial, strict=True) if r["flow_run_id"] in known]
     if not wanted:
         return Inserted()
-    taken = await states.existing_state_ids(session, [s.id for _, s in wanted])
+    taken = await run_rows.existing_state_ids(session, [s.id for _, s in wanted])
     values: list[dict[str, Any]] = []
     firsts: list[tuple[State, RunTimes] | None] = []
     for r, s in wanted:
@@ -152,7 +152,7 @@ async def insert_task_runs(
         if state is not None:
             history.append(history_values(row["id"], RunKind.TASK.value, state))
             changed.append(events.state_changed(ref, None, state, state))
-        out.runs[row["id"]] = states.Run(
+        out.runs[row["id"]] = run_rows.Run(
             ref=ref,
             state=state,
             policy=RunPolicy(row["retries"], tuple(row["retry_delay_seconds"])),
@@ -162,7 +162,7 @@ async def insert_task_runs(
             cancel_requested=parent.state_type in ("CANCELLING", "CANCELLED"),
             read_state_id=state.id if state is not None else None,
         )
-    await states.INSERT_STATES.run(drv, history)
+    await run_rows.INSERT_STATES.run(drv, history)
     await svc.outbox.add_bundle(session, created + changed)
     return out
 

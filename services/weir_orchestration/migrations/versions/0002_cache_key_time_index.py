@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-25 22:30:00
 
-The cache lookup (``states._cache_lookup``) ranks a key's COMPLETED and RUNNING task runs by
+The cache lookup (``cache_keys.cache_lookup``) ranks a key's COMPLETED and RUNNING task runs by
 state time and keeps the newest few; with the time in the index, the rows come in that order
 and need no sort, however many cached copies a popular key has gathered.
 """
