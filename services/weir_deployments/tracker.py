@@ -40,6 +40,9 @@ log = logging.getLogger("weir.deployments.tracker")
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 _PREFIX = "weir.flow-run."
+#: An event about a deployment's run names ``weir.deployment.<id>`` among its related
+#: resources, and protobuf stores strings as they are: without these bytes it is not one.
+_DEPLOYMENT_ID = b"weir.deployment."
 
 
 def _parse(event: common_pb2.Event) -> tuple[str, str, dict[str, Any]] | None:
@@ -135,6 +138,8 @@ class Tracker(BackgroundLoop):
         """Apply a batch of serialised events (in stream order)."""
         parsed: list[tuple[str, str, dict[str, Any]]] = []
         for data in payloads:
+            if _DEPLOYMENT_ID not in data:
+                continue  # not about a deployment run (most runs): no need to decode it
             event = common_pb2.Event()
             try:
                 event.ParseFromString(data)
