@@ -105,7 +105,13 @@ async def upgrade_all(targets: Sequence[tuple[Database, Path, MetaData]]) -> Non
     round trip or two that would otherwise wait on the one before. Alembic's
     ``context`` is process-global, so the upgrades it runs go one at a time.
     """
-    settled = await asyncio.gather(*(_settle(db, head_revision(loc), metadata) for db, loc, metadata in targets))
+    settled = await asyncio.gather(
+        *(_settle(db, head_revision(loc), metadata) for db, loc, metadata in targets), return_exceptions=True
+    )
+    # Every one has ended before an error is raised: none is left running on a database being closed.
+    for outcome in settled:
+        if isinstance(outcome, BaseException):
+            raise outcome
     for done, (db, loc, _) in zip(settled, targets, strict=True):
         if not done:
             await _alembic_upgrade(db, loc)

@@ -125,7 +125,10 @@ class Stack:
             stub = health_pb2_grpc.HealthStub(channel)
             names = self.grpc.service_names
             checks = (stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5) for name in names)
-            for name, reply in zip(names, await asyncio.gather(*checks), strict=True):
+            replies = await asyncio.gather(*checks, return_exceptions=True)
+            for name, reply in zip(names, replies, strict=True):
+                if isinstance(reply, BaseException):
+                    raise reply
                 if reply.status != health_pb2.HealthCheckResponse.SERVING:
                     raise RuntimeError(f"{name} is not serving")
 

@@ -172,3 +172,21 @@ async def test_upgrade_all_settles_several_databases_at_once(databases: Database
         version = await _run(db, lambda c: c.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar())
         assert version == head_revision(definition.migrations)
         assert set(definition.metadata.tables) <= set(await _run(db, lambda c: inspect(c).get_table_names()))
+
+
+async def test_upgrade_all_raises_a_database_error_after_the_others_are_settled(tmp_path: Path) -> None:
+    """One database away: its own error comes out (not a wrapper), once the others have ended."""
+    orchestration = load("orchestration")
+    good = Database(KitSettings(home=tmp_path / "good"), "orchestration")
+    away = Database(KitSettings(home=tmp_path, database_url="postgresql+asyncpg://postgres@127.0.0.1:9/x"), "blocks")
+    blocks = load("blocks")
+    try:
+        with pytest.raises(OSError):
+            await upgrade_all(
+                [(away, blocks.migrations, blocks.metadata), (good, orchestration.migrations, orchestration.metadata)]
+            )
+        version = await _run(good, lambda c: c.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar())
+        assert version == head_revision(orchestration.migrations)
+    finally:
+        await good.dispose()
+        await away.dispose()
