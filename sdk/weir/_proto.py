@@ -65,7 +65,7 @@ def dict_to_struct(value: Mapping[str, Any] | None) -> struct_pb2.Struct:
 
 def struct_to_dict(struct: struct_pb2.Struct | None) -> dict[str, Any]:
     """The plain dict of a ``Struct``; integral numbers come back as ``int``."""
-    if struct is None:
+    if struct is None or not struct.fields:  # most are empty: skip the map's Python-level items()
         return {}
     return {key: value_to_python(item) for key, item in struct.fields.items()}
 
