@@ -2,7 +2,7 @@
 
 Reading: the runs a batch proposes for, with what their events name, in one
 statement (one prepared statement for a single run, the unary path); the
-:class:`RunCache` that spares a flow run's proposal that read on Postgres.
+:class:`RunCache` that spares a flow run's proposal its read on Postgres.
 Writing: every new state in one statement, the run rows in one executemany and
 the events in one outbox insert, or, for a single proposal on Postgres, all
 three in one conditional statement that commits by itself.
