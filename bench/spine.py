@@ -62,7 +62,7 @@ class Server:
         self.http_port = free_port()
         self.env = {**os.environ, "WEIR_HOME": str(home)}
         # An installed Weir runs from its bytecode cache: a session that turns the cache off
-        # would have every start compile Weir's modules again (0.15–0.3 s of a cold start here).
+        # would have every start compile Weir's modules again (0.15 to 0.3 s of a cold start here).
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.args = [
             sys.executable,
