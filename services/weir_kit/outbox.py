@@ -30,7 +30,6 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
-    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -67,7 +66,6 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("subject", String(255), nullable=False),
         Column("data", LargeBinary, nullable=False),
         Column("created", UtcDateTime, nullable=False),
-        Index("ix_outbox_created", "created"),
     )
 
 

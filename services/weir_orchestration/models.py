@@ -70,9 +70,8 @@ flow_runs = Table(
     Column("created", UtcDateTime, nullable=False),
     Column("updated", UtcDateTime, nullable=False),
     *_state_columns(),
-    UniqueConstraint("flow_id", "idempotency_key"),
+    UniqueConstraint("flow_id", "idempotency_key"),  # also the index of flow_id lookups
     Index("ix_flow_runs_created", "created", "id"),
-    Index("ix_flow_runs_flow_id", "flow_id"),
     Index("ix_flow_runs_state_type", "state_type", "state_timestamp"),
     Index("ix_flow_runs_expected_start_time", "expected_start_time"),
     Index("ix_flow_runs_parent_task_run_id", "parent_task_run_id"),
