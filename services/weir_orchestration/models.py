@@ -8,7 +8,9 @@ state of both flow runs and task runs, keyed by run id.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Float, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from typing import Any
+
+from sqlalchemy import JSON, Column, Float, Index, Integer, MetaData, String, Table, Text, UniqueConstraint, text
 
 from weir_kit.db import UtcDateTime
 from weir_kit.outbox import outbox_table
@@ -22,6 +24,11 @@ metadata = MetaData(
 )
 
 ID = 36  # a UUID in its text form
+
+
+def _where(condition: str) -> dict[str, Any]:
+    """A partial index's condition, on both backends."""
+    return {"postgresql_where": text(condition), "sqlite_where": text(condition)}
 
 
 def _state_columns() -> list[Column]:  # type: ignore[type-arg]
@@ -101,7 +108,8 @@ task_runs = Table(
     *_state_columns(),
     UniqueConstraint("flow_run_id", "task_key", "dynamic_key"),
     Index("ix_task_runs_created", "created", "id"),
-    Index("ix_task_runs_cache_key", "cache_key", "state_type", "state_timestamp"),
+    # Partial: most task runs have no cache key, and a lookup always names one.
+    Index("ix_task_runs_cache_key", "cache_key", "state_type", "state_timestamp", **_where("cache_key IS NOT NULL")),
 )
 
 run_states = Table(
@@ -118,7 +126,8 @@ run_states = Table(
     Column("data", JSON, nullable=True),
     Column("idempotency_key", String(255), nullable=True),
     Index("ix_run_states_run_id_timestamp", "run_id", "timestamp"),
-    Index("ix_run_states_run_id_idempotency_key", "run_id", "idempotency_key"),
+    # Partial: most states carry no idempotency key, and a lookup always names one.
+    Index("ix_run_states_run_id_idempotency_key", "run_id", "idempotency_key", **_where("idempotency_key IS NOT NULL")),
 )
 
 logs = Table(

@@ -27,6 +27,13 @@ from weir_kit.settings import KitSettings
 from weir_server.registry import SERVICES, load
 
 
+def _condition(index: Any) -> str | None:
+    """A partial index's WHERE as the database reports it (None for a full index)."""
+    options = index.get("dialect_options", {})
+    where = options.get("postgresql_where", options.get("sqlite_where"))
+    return None if where is None else str(where)
+
+
 def _snapshot(connection: Connection) -> dict[str, Any]:
     """Every table's columns, keys and indexes, as the database reports them."""
     insp = inspect(connection)
@@ -43,7 +50,7 @@ def _snapshot(connection: Connection) -> dict[str, Any]:
                 for f in insp.get_foreign_keys(table)
             ),
             "indexes": sorted(
-                (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(table)
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]), _condition(i)) for i in insp.get_indexes(table)
             ),
             "uniques": sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(table)),
         }
